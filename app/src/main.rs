@@ -1,0 +1,3 @@
+//! heapscope: the desktop app and command line.
+
+fn main() {}

@@ -1,0 +1,4 @@
+//! The allocator models, one per file.
+
+pub mod bump;
+pub mod checked_bump;

@@ -1,0 +1,24 @@
+//! heapscope-core: allocator models over real bytes.
+//!
+//! Each model in [`allocators`] runs the algorithm of a real allocator over its own
+//! [`Memory`], writing headers and free-list links as bytes where the original writes them.
+//! [`Allocator::inspect`] decodes those bytes into a [`HeapLayout`], and
+//! [`Allocator::validate`] checks the invariants against them.
+
+pub mod access;
+pub mod allocator;
+pub mod allocators;
+pub mod kind;
+pub mod layout;
+pub mod memory;
+
+pub use access::{Access, BadRange, Violation, ViolationClass};
+pub use allocator::{AllocError, Allocator, ErrorKind, Outcome, Request, Trail};
+pub use kind::{AllocatorKind, ConfigError, HeapConfig};
+pub use layout::{
+    Block, BlockState, Field, Finding, FreeList, HeapLayout, Marker, NativeStat, Stats,
+};
+pub use memory::{Memory, OutOfBounds};
+
+/// An address in a model's address space.
+pub type Addr = u64;

@@ -1,0 +1,189 @@
+//! The linear memory every model keeps its heap in.
+//!
+//! Headers, footers and free-list links are stored here as little-endian
+//! bytes, exactly where the real allocator would write them, so that a
+//! visualiser (or an emulated guest) reads the same bytes the allocator does.
+
+use crate::Addr;
+
+/// An access outside the currently mapped bytes of a [`Memory`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("access of {len} B at {addr:#x} is outside memory [{start:#x}, {end:#x})")]
+pub struct OutOfBounds {
+    /// First byte of the access.
+    pub addr: Addr,
+    /// Length of the access in bytes.
+    pub len: u64,
+    /// First mapped address.
+    pub start: Addr,
+    /// One past the last mapped address.
+    pub end: Addr,
+}
+
+/// A contiguous, zero-initialised byte range `[base, base + len)` that can grow
+/// at its end (like wasm memory, `sbrk`, or a page-granular `mmap` arena).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Memory {
+    base: Addr,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl Memory {
+    /// A memory of `len` zero bytes starting at `base`.
+    pub fn new(base: Addr, len: u64) -> Self {
+        Self {
+            base,
+            bytes: vec![0; usize::try_from(len).unwrap_or(usize::MAX)],
+        }
+    }
+
+    /// First mapped address.
+    pub fn base(&self) -> Addr {
+        self.base
+    }
+
+    /// One past the last mapped address.
+    pub fn end(&self) -> Addr {
+        self.base + self.len()
+    }
+
+    /// Number of mapped bytes.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Whether no byte is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Grows (never shrinks) the mapping to `new_len` bytes; new bytes are zero.
+    pub fn grow_to(&mut self, new_len: u64) {
+        let new_len = usize::try_from(new_len).unwrap_or(usize::MAX);
+        if new_len > self.bytes.len() {
+            self.bytes.resize(new_len, 0);
+        }
+    }
+
+    /// Whether `[addr, addr + len)` lies inside the mapping.
+    pub fn contains(&self, addr: Addr, len: u64) -> bool {
+        addr >= self.base && addr.checked_add(len).is_some_and(|end| end <= self.end())
+    }
+
+    fn range(&self, addr: Addr, len: u64) -> Result<std::ops::Range<usize>, OutOfBounds> {
+        if !self.contains(addr, len) {
+            return Err(OutOfBounds {
+                addr,
+                len,
+                start: self.base,
+                end: self.end(),
+            });
+        }
+        // Both fit in usize: the mapping itself is a Vec.
+        let start = (addr - self.base) as usize;
+        Ok(start..start + len as usize)
+    }
+
+    /// The mapped bytes `[addr, addr + len)`.
+    pub fn slice(&self, addr: Addr, len: u64) -> Result<&[u8], OutOfBounds> {
+        let range = self.range(addr, len)?;
+        Ok(&self.bytes[range])
+    }
+
+    /// The mapped bytes `[addr, addr + len)`, writable.
+    pub fn slice_mut(&mut self, addr: Addr, len: u64) -> Result<&mut [u8], OutOfBounds> {
+        let range = self.range(addr, len)?;
+        Ok(&mut self.bytes[range])
+    }
+
+    /// All mapped bytes, starting at [`Self::base`].
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn read_array<const N: usize>(&self, addr: Addr) -> Result<[u8; N], OutOfBounds> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.slice(addr, N as u64)?);
+        Ok(out)
+    }
+
+    /// Reads a little-endian `u32`.
+    pub fn read_u32(&self, addr: Addr) -> Result<u32, OutOfBounds> {
+        self.read_array(addr).map(u32::from_le_bytes)
+    }
+
+    /// Reads a little-endian `u64`.
+    pub fn read_u64(&self, addr: Addr) -> Result<u64, OutOfBounds> {
+        self.read_array(addr).map(u64::from_le_bytes)
+    }
+
+    /// Writes a little-endian `u32`.
+    pub fn write_u32(&mut self, addr: Addr, value: u32) -> Result<(), OutOfBounds> {
+        self.write(addr, &value.to_le_bytes())
+    }
+
+    /// Writes a little-endian `u64`.
+    pub fn write_u64(&mut self, addr: Addr, value: u64) -> Result<(), OutOfBounds> {
+        self.write(addr, &value.to_le_bytes())
+    }
+
+    /// Copies `data` to `addr`.
+    pub fn write(&mut self, addr: Addr, data: &[u8]) -> Result<(), OutOfBounds> {
+        self.slice_mut(addr, data.len() as u64)?
+            .copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `addr` to `byte`.
+    pub fn fill(&mut self, addr: Addr, len: u64, byte: u8) -> Result<(), OutOfBounds> {
+        self.slice_mut(addr, len)?.fill(byte);
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `src` to `dst` (the ranges may overlap, like `memmove`).
+    pub fn copy_within(&mut self, src: Addr, dst: Addr, len: u64) -> Result<(), OutOfBounds> {
+        let from = self.range(src, len)?;
+        let to = self.range(dst, len)?;
+        self.bytes.copy_within(from, to.start);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_little_endian_values_and_rejects_out_of_range() {
+        let mut memory = Memory::new(0x1000, 16);
+        memory.write_u32(0x1004, 0xdead_beef).unwrap();
+        assert_eq!(memory.slice(0x1004, 4).unwrap(), &[0xef, 0xbe, 0xad, 0xde]);
+        assert_eq!(memory.read_u32(0x1004).unwrap(), 0xdead_beef);
+        memory.write_u64(0x1008, u64::MAX - 1).unwrap();
+        assert_eq!(memory.read_u64(0x1008).unwrap(), u64::MAX - 1);
+        assert!(memory.read_u64(0x100c).is_err());
+        assert!(memory.read_u32(0xffc).is_err());
+        assert!(memory.read_u32(u64::MAX - 1).is_err());
+    }
+
+    #[test]
+    fn grows_with_zeroes_and_moves_overlapping_ranges() {
+        let mut memory = Memory::new(0, 4);
+        memory.write(0, &[1, 2, 3, 4]).unwrap();
+        memory.grow_to(8);
+        assert_eq!(memory.as_bytes(), &[1, 2, 3, 4, 0, 0, 0, 0]);
+        memory.copy_within(0, 2, 4).unwrap();
+        assert_eq!(memory.as_bytes(), &[1, 2, 1, 2, 3, 4, 0, 0]);
+        memory.grow_to(2);
+        assert_eq!(memory.len(), 8);
+    }
+}
