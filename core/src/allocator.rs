@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::access::{Access, Violation};
 use crate::layout::{Finding, HeapLayout, Stats};
 use crate::memory::Memory;
+use crate::trace::Op;
 use crate::{Addr, AllocatorKind};
 
 /// The plain-words explanation of one call, collected only when asked for.
@@ -218,6 +219,23 @@ pub trait Allocator: fmt::Debug + Send + Sync {
         Ok(ptr)
     }
 
+    /// Allocates a typed object (`Op::String`, `Op::Function`). Allocators without typed
+    /// objects allocate its plain byte size and copy its bytes in.
+    fn allocate_object(&mut self, op: &Op, trail: &mut Trail) -> Result<Addr, AllocError> {
+        let size = op.request_size().unwrap_or(0);
+        crate::say!(trail, "{}: a plain allocation of {size} B here", op.name());
+        let ptr = self.allocate(size, 0, trail)?;
+        let bytes: Vec<u8> = match op {
+            Op::String { text, .. } => text.bytes().chain([0]).collect(),
+            Op::Function { words, .. } => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+            _ => Vec::new(),
+        };
+        self.memory_mut()
+            .write(ptr, &bytes)
+            .map_err(|e| AllocError::new(ErrorKind::Corrupted, e.to_string()))?;
+        Ok(ptr)
+    }
+
     /// Payload bytes usable at `ptr` if it is a live block, `None` otherwise.
     fn usable_size(&self, ptr: Addr) -> Option<u64>;
 
@@ -239,6 +257,12 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     /// Checks a guest access of `len` bytes at `addr`; only checking allocators report anything.
     fn check_access(&self, addr: Addr, len: u64, access: Access) -> Option<Violation> {
         let _ = (addr, len, access);
+        None
+    }
+
+    /// Classifies `free(ptr)` before it happens; only checking allocators report anything.
+    fn check_free(&self, ptr: Addr) -> Option<Violation> {
+        let _ = ptr;
         None
     }
 

@@ -3,15 +3,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Addr;
 use crate::allocator::Allocator;
 use crate::allocators;
 
 /// Every allocator variant heapscope models, under the name the CLI and app use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AllocatorKind {
     /// SmallWorld's `BumpAllocator`.
     Bump,
@@ -65,6 +64,20 @@ impl FromStr for AllocatorKind {
             .copied()
             .find(|k| k.name() == s)
             .ok_or_else(|| ConfigError::UnknownAllocator(s.to_owned()))
+    }
+}
+
+// Serialised by name (`"freeing-bump"`), the same in RON scenarios, JSON and on the command line.
+impl Serialize for AllocatorKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for AllocatorKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -170,6 +170,9 @@ pub struct Stats {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     live: FxHashMap<Addr, LiveEntry>,
+    /// Earlier blocks at an address that was handed out again while they were live (only
+    /// zero-size blocks can share an address); the newest block at an address is in `live`.
+    shadowed: Vec<(Addr, LiveEntry)>,
     stats: Stats,
 }
 
@@ -186,10 +189,7 @@ impl Ledger {
     /// Records a block handed out at `ptr`.
     pub fn on_alloc(&mut self, ptr: Addr, requested: u64, held: u64) {
         if let Some(old) = self.live.insert(ptr, LiveEntry { requested, held }) {
-            // A pointer handed out twice without a free in between: keep the counters honest.
-            self.stats.live_blocks -= 1;
-            self.stats.requested_live -= old.requested;
-            self.stats.held -= old.held;
+            self.shadowed.push((ptr, old));
         }
         let s = &mut self.stats;
         s.live_blocks += 1;
@@ -202,6 +202,10 @@ impl Ledger {
     /// Records the block at `ptr` as freed; returns what it was, if it was live.
     pub fn on_free(&mut self, ptr: Addr) -> Option<LiveEntry> {
         let entry = self.live.remove(&ptr)?;
+        if let Some(i) = self.shadowed.iter().rposition(|&(a, _)| a == ptr) {
+            let (_, older) = self.shadowed.swap_remove(i);
+            self.live.insert(ptr, older);
+        }
         let s = &mut self.stats;
         s.live_blocks -= 1;
         s.requested_live -= entry.requested;
@@ -227,7 +231,10 @@ impl Ledger {
 
     /// The live blocks, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (Addr, LiveEntry)> + '_ {
-        self.live.iter().map(|(&a, &e)| (a, e))
+        self.live
+            .iter()
+            .map(|(&a, &e)| (a, e))
+            .chain(self.shadowed.iter().copied())
     }
 
     /// The counters.
@@ -355,6 +362,18 @@ mod tests {
         assert_eq!((s.live_blocks, s.requested_live, s.held), (1, 1, 16));
         assert_eq!((s.peak_requested_live, s.peak_held), (10, 40));
         assert_eq!((s.footprint, s.peak_footprint), (32, 64));
+    }
+
+    #[test]
+    fn ledger_counts_zero_size_blocks_sharing_an_address() {
+        let mut ledger = Ledger::default();
+        ledger.on_alloc(0x10, 0, 0);
+        ledger.on_alloc(0x10, 4, 4);
+        assert_eq!(ledger.stats().live_blocks, 2);
+        assert_eq!(ledger.on_free(0x10).map(|e| e.requested), Some(4));
+        assert_eq!(ledger.requested(0x10), Some(0));
+        assert_eq!(ledger.on_free(0x10).map(|e| e.requested), Some(0));
+        assert_eq!(ledger.stats().live_blocks, 0);
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub mod allocators;
 pub mod kind;
 pub mod layout;
 pub mod memory;
+pub mod replay;
+pub mod scenario;
+pub mod trace;
 
 pub use access::{Access, BadRange, Violation, ViolationClass};
 pub use allocator::{AllocError, Allocator, ErrorKind, Outcome, Request, Trail};
@@ -19,6 +22,9 @@ pub use layout::{
     Block, BlockState, Field, Finding, FreeList, HeapLayout, Marker, NativeStat, Stats,
 };
 pub use memory::{Memory, OutOfBounds};
+pub use replay::{Replayer, Step, StepResult};
+pub use scenario::{Scenario, ScenarioError};
+pub use trace::{Id, Op};
 
 /// An address in a model's address space.
 pub type Addr = u64;

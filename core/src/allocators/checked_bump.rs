@@ -332,6 +332,10 @@ impl Allocator for CheckedBump {
         self.check(addr, len, access)
     }
 
+    fn check_free(&self, ptr: Addr) -> Option<Violation> {
+        CheckedBump::check_free(self, ptr)
+    }
+
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
     }

@@ -1,0 +1,422 @@
+//! The eframe app: persisted settings, the loaded session, and the command loop.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eframe::egui::{self, Key, RichText, ScrollArea, Ui};
+
+use crate::bundled::{BUNDLED, default_scenario};
+use crate::command::{Command, Selection};
+use crate::palette;
+use crate::panels::{self, Commands, View};
+use crate::session::Session;
+use crate::settings::Settings;
+
+/// A request to render one frame to a PNG and quit (`--screenshot`).
+#[derive(Debug, Clone)]
+pub struct ScreenshotRequest {
+    /// Where to write the PNG.
+    pub path: PathBuf,
+    /// Frames to let pass first, so layout and fonts settle.
+    pub after_frames: u32,
+}
+
+/// What the app starts on.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// A file to open instead of the default scenario.
+    pub file: Option<PathBuf>,
+    /// Step to stand on after loading.
+    pub step: Option<usize>,
+    /// Render one frame to a PNG and exit.
+    pub screenshot: Option<ScreenshotRequest>,
+    /// Ignore stored settings (for reproducible screenshots and tests).
+    pub fresh_settings: bool,
+    /// Force the theme.
+    pub dark: Option<bool>,
+}
+
+/// Outcome of a `--screenshot` run, shared with the screenshot callback.
+pub type ScreenshotResult = Arc<Mutex<Option<Result<(), String>>>>;
+
+/// The heapscope app.
+pub struct HeapscopeApp {
+    settings: Settings,
+    session: Session,
+    selection: Option<Selection>,
+    playing: bool,
+    /// Time accumulated towards the next playback step.
+    play_clock: f64,
+    error: Option<String>,
+    notice: Option<String>,
+    commands: Commands,
+    screenshot: Option<ScreenshotRequest>,
+    frames: u32,
+    /// Where a `--screenshot` run reports back.
+    pub screenshot_result: ScreenshotResult,
+}
+
+impl std::fmt::Debug for HeapscopeApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeapscopeApp")
+            .field("cursor", &self.session.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HeapscopeApp {
+    /// Builds the app, reading settings from `storage` unless told not to.
+    pub fn new(
+        ctx: &egui::Context,
+        storage: Option<&dyn eframe::Storage>,
+        options: StartOptions,
+    ) -> Self {
+        let (mut settings, notice) = if options.fresh_settings {
+            (Settings::default(), None)
+        } else {
+            Settings::from_stored(storage.and_then(|s| s.get_string(Settings::KEY)))
+        };
+        if let Some(dark) = options.dark {
+            settings.dark = dark;
+        }
+        let bundled = default_scenario();
+        let mut error = None;
+        let mut session = match Session::bundled(bundled.file, bundled.text) {
+            Ok(session) => session,
+            Err(e) => unreachable_default(&e),
+        };
+        if let Some(path) = &options.file {
+            match Session::open(path) {
+                Ok(opened) => {
+                    session = opened;
+                    settings.remember(path.clone());
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        session.seek(options.step.unwrap_or(0));
+        let app = Self {
+            settings,
+            session,
+            selection: None,
+            playing: false,
+            play_clock: 0.0,
+            error,
+            notice,
+            commands: Vec::new(),
+            screenshot: options.screenshot,
+            frames: 0,
+            screenshot_result: Arc::new(Mutex::new(None)),
+        };
+        app.apply_theme(ctx);
+        app
+    }
+
+    fn apply_theme(&self, ctx: &egui::Context) {
+        ctx.set_theme(if self.settings.dark {
+            egui::Theme::Dark
+        } else {
+            egui::Theme::Light
+        });
+    }
+
+    /// The loaded session (for tests).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The current error banner text (for tests).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The selected block (for tests).
+    pub fn selection(&self) -> Option<Selection> {
+        self.selection
+    }
+
+    /// Whether playback runs (for tests).
+    pub fn playing(&self) -> bool {
+        self.playing
+    }
+
+    fn open(&mut self, path: PathBuf) {
+        match Session::open(&path) {
+            Ok(session) => {
+                self.session = session;
+                self.session.seek(0);
+                self.selection = None;
+                self.playing = false;
+                self.error = None;
+                self.settings.remember(path);
+            }
+            // The session loaded before stays: a bad file costs nothing.
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    fn apply(&mut self, ctx: &egui::Context, command: Command) {
+        let session = &mut self.session;
+        match command {
+            Command::Seek(to) => session.seek(to),
+            Command::StepBy(delta) => {
+                let to = session.cursor.saturating_add_signed(delta);
+                session.seek(to);
+            }
+            Command::TogglePlay => {
+                if !self.playing && session.cursor >= session.len() {
+                    session.seek(0);
+                }
+                self.playing = !self.playing;
+                self.play_clock = 0.0;
+            }
+            Command::SetSpeed(speed) => self.settings.steps_per_second = speed.clamp(0.5, 60.0),
+            Command::JumpToProblem { forward } => {
+                if let Some(to) = session.find(forward, |i| session.is_problem(i)) {
+                    session.seek(to);
+                }
+            }
+            Command::JumpToMark { forward } => {
+                let is_mark = |i: usize| {
+                    matches!(
+                        session.scenario.ops.get(i),
+                        Some(heapscope_core::Op::Mark { .. })
+                    )
+                };
+                if let Some(to) = session.find(forward, is_mark) {
+                    session.seek(to);
+                }
+            }
+            Command::OpenDialog => {
+                let picked = rfd::FileDialog::new()
+                    .add_filter("heapscope scenario", &["ron"])
+                    .add_filter("all files", &["*"])
+                    .pick_file();
+                if let Some(path) = picked {
+                    self.open(path);
+                }
+            }
+            Command::Open(path) => self.open(path),
+            Command::OpenBundled(file) => {
+                if let Some(b) = BUNDLED.iter().find(|b| b.file == file) {
+                    match Session::bundled(b.file, b.text) {
+                        Ok(mut s) => {
+                            s.seek(0);
+                            self.session = s;
+                            self.selection = None;
+                            self.error = None;
+                        }
+                        Err(e) => self.error = Some(e),
+                    }
+                }
+            }
+            Command::Select(selection) => self.selection = selection,
+            Command::ToggleLane(kind) => {
+                if let Some(i) = self.settings.hidden.iter().position(|k| *k == kind) {
+                    self.settings.hidden.remove(i);
+                } else {
+                    self.settings.hidden.push(kind);
+                }
+            }
+            Command::ToggleTheme => {
+                self.settings.dark = !self.settings.dark;
+                self.apply_theme(ctx);
+            }
+            Command::DismissError => {
+                self.error = None;
+                self.notice = None;
+            }
+        }
+    }
+
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        ctx.input(|i| {
+            let stride = if i.modifiers.shift { 10 } else { 1 };
+            if i.key_pressed(Key::ArrowRight) {
+                self.commands.push(Command::StepBy(stride));
+            }
+            if i.key_pressed(Key::ArrowLeft) {
+                self.commands.push(Command::StepBy(-stride));
+            }
+            if i.key_pressed(Key::Home) {
+                self.commands.push(Command::Seek(0));
+            }
+            if i.key_pressed(Key::End) {
+                self.commands.push(Command::Seek(usize::MAX));
+            }
+            if i.key_pressed(Key::Space) {
+                self.commands.push(Command::TogglePlay);
+            }
+            if i.modifiers.command && i.key_pressed(Key::O) {
+                self.commands.push(Command::OpenDialog);
+            }
+            for file in &i.raw.dropped_files {
+                self.commands.push(Command::Open(file.path().to_owned()));
+            }
+        });
+    }
+
+    fn playback(&mut self, ctx: &egui::Context) {
+        if !self.playing {
+            return;
+        }
+        let dt = f64::from(ctx.input(|i| i.stable_dt)).min(0.25);
+        self.play_clock += dt * f64::from(self.settings.steps_per_second);
+        let steps = self.play_clock.floor();
+        if steps >= 1.0 {
+            self.play_clock -= steps;
+            self.commands.push(Command::StepBy(steps as isize));
+        }
+        if self.session.cursor >= self.session.len() {
+            self.playing = false;
+        }
+        ctx.request_repaint_after(Duration::from_millis(16));
+    }
+
+    fn screenshot_logic(&mut self, ctx: &egui::Context) {
+        let Some(request) = &self.screenshot else {
+            return;
+        };
+        self.frames += 1;
+        if self.frames == request.after_frames {
+            let path = request.path.clone();
+            let result = Arc::clone(&self.screenshot_result);
+            let ctx2 = ctx.clone();
+            ctx.request_screenshot(move |image| {
+                let outcome = crate::screenshot::write_png(&path, &image);
+                if let Ok(mut slot) = result.lock() {
+                    *slot = Some(outcome);
+                }
+                ctx2.send_viewport_cmd(egui::ViewportCommand::Close);
+            });
+        }
+        ctx.request_repaint();
+    }
+}
+
+/// The bundled default scenario is part of the build and tested; if it ever failed to parse the
+/// app shows the error over an empty session rather than crashing.
+fn unreachable_default(error: &str) -> Session {
+    let text = format!(
+        "Scenario(name: \"(bundled scenario failed to load: {})\")",
+        error.replace('"', "'")
+    );
+    Session::bundled("empty.ron", &text).unwrap_or_else(|_| Session::empty())
+}
+
+impl eframe::App for HeapscopeApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.keyboard(ctx);
+        self.playback(ctx);
+        self.screenshot_logic(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        let mut commands = std::mem::take(&mut self.commands);
+        {
+            let view = View {
+                session: &self.session,
+                settings: &self.settings,
+                selection: self.selection,
+                playing: self.playing,
+            };
+            egui::Panel::top("toolbar").show(ui, |ui| {
+                ui.add_space(3.0);
+                panels::toolbar::show(ui, &view, &mut commands);
+                ui.add_space(2.0);
+            });
+            egui::Panel::bottom("timeline").show(ui, |ui| {
+                ui.add_space(4.0);
+                panels::timeline::show(ui, &view, &mut commands);
+                ui.add_space(4.0);
+            });
+            if self.settings.show_description {
+                egui::Panel::left("description")
+                    .default_size(280.0)
+                    .resizable(true)
+                    .show(ui, |ui| {
+                        ScrollArea::vertical().show(ui, |ui| panels::description::show(ui, &view));
+                    });
+            }
+            egui::Panel::right("details")
+                .default_size(380.0)
+                .resizable(true)
+                .show(ui, |ui| {
+                    ScrollArea::vertical().show(ui, |ui| {
+                        section(ui, "This step", |ui| panels::this_step::show(ui, &view));
+                        section(ui, "Inspector", |ui| {
+                            panels::inspector::show(ui, &view, &mut commands)
+                        });
+                        section(ui, "Free lists", |ui| {
+                            panels::free_lists::show(ui, &view, &mut commands)
+                        });
+                        section(ui, "Allocator state", |ui| {
+                            panels::allocator_state::show(ui, &view)
+                        });
+                    });
+                });
+            egui::CentralPanel::default().show(ui, |ui| {
+                banners(ui, &self.error, &self.notice, &mut commands);
+                ui.horizontal(|ui| {
+                    ui.heading(self.session.title());
+                    let step = match self.session.current_op() {
+                        Some(op) => format!("step {}: {op}", self.session.cursor),
+                        None => "before the first step".to_owned(),
+                    };
+                    ui.label(RichText::new(step).monospace().strong());
+                });
+                ui.add_space(4.0);
+                ScrollArea::vertical()
+                    .show(ui, |ui| panels::heap_map::show(ui, &view, &mut commands));
+            });
+        }
+        for command in commands {
+            self.apply(&ctx, command);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.screenshot.is_some() {
+            return;
+        }
+        if let Ok(text) = ron::to_string(&self.settings) {
+            storage.set_string(Settings::KEY, text);
+        }
+    }
+}
+
+fn banners(ui: &mut Ui, error: &Option<String>, notice: &Option<String>, commands: &mut Commands) {
+    for (text, is_error) in [(error, true), (notice, false)] {
+        let Some(text) = text else { continue };
+        let fill = if is_error {
+            palette::PROBLEM
+        } else {
+            egui::Color32::from_rgb(0x9a, 0x6b, 0x10)
+        };
+        egui::Frame::new()
+            .fill(fill)
+            .inner_margin(6.0)
+            .corner_radius(4.0)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(text).color(egui::Color32::WHITE).strong());
+                    if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
+                        commands.push(Command::DismissError);
+                    }
+                });
+            });
+        ui.add_space(4.0);
+    }
+}
+
+fn section(ui: &mut Ui, title: &str, body: impl FnOnce(&mut Ui)) {
+    egui::CollapsingHeader::new(RichText::new(title).strong().size(14.0))
+        .default_open(true)
+        .show(ui, body);
+    ui.add_space(2.0);
+}

@@ -1,0 +1,472 @@
+//! The heap map: each allocator's address space drawn to scale, one lane per allocator, all on
+//! one shared byte scale so their footprints compare at a glance.
+//!
+//! Drawing follows the zoom: blocks wider than a pixel are drawn one by one, blocks narrower
+//! than a pixel are binned per pixel column and the column takes the colour of the state holding
+//! most of its bytes, so a heap of a hundred thousand blocks costs one rectangle per column.
+//! At byte zoom the bytes themselves are drawn in hex.
+
+use eframe::egui::{
+    self, Align2, Color32, FontId, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, Ui, Vec2,
+};
+use heapscope_core::{Addr, Block, BlockState, HeapLayout, StepResult, allocator::bytes};
+
+use super::{Commands, View};
+use crate::command::{Command, Selection};
+use crate::palette;
+use crate::session::Lane;
+
+const BAR_HEIGHT: f32 = 34.0;
+/// Pixels per byte from which bytes are drawn in hex.
+const HEX_ZOOM: f64 = 18.0;
+
+/// The shared window onto every lane's address space, as offsets from each lane's start.
+#[derive(Debug, Clone, Copy)]
+struct MapView {
+    /// First byte offset shown.
+    start: f64,
+    /// Bytes across the full width.
+    span: f64,
+    /// Whether the view follows the heaps' used extent (until the user zooms or pans).
+    follow: bool,
+}
+
+impl Default for MapView {
+    fn default() -> Self {
+        Self {
+            start: 0.0,
+            span: 256.0,
+            follow: true,
+        }
+    }
+}
+
+/// Bytes from the start of the extent that are worth drawing: up to the last byte in use.
+fn used_span(layout: &HeapLayout) -> u64 {
+    let last_used = layout
+        .blocks
+        .iter()
+        .rev()
+        .find(|b| b.state != BlockState::Unused)
+        .map_or(layout.extent.start, |b| b.range.end);
+    let marker = layout.markers.iter().map(|m| m.addr).max().unwrap_or(0);
+    last_used.max(marker).saturating_sub(layout.extent.start)
+}
+
+/// Draws every visible lane and the legend.
+pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
+    let id = ui.scope_id().with("heap_map_view");
+    let mut map: MapView = ui.data_mut(|d| *d.get_temp_mut_or_default(id));
+    if map.follow {
+        let widest = view
+            .visible_lanes()
+            .map(|l| used_span(&l.layout))
+            .max()
+            .unwrap_or(0);
+        map.start = 0.0;
+        map.span = ((widest as f64) * 1.08).max(64.0);
+    }
+
+    for lane in view.visible_lanes() {
+        lane_header(ui, lane);
+        lane_bar(ui, view, lane, &mut map, commands);
+        ui.add_space(6.0);
+    }
+    legend(ui);
+    ui.data_mut(|d| d.insert_temp(id, map));
+}
+
+fn lane_header(ui: &mut Ui, lane: &Lane) {
+    let s = lane.layout.stats;
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(lane.kind.name()).strong().size(14.0));
+        ui.label(RichText::new(lane.kind.origin()).weak().small());
+        ui.separator();
+        ui.label(
+            RichText::new(format!(
+                "{} live · {} requested · {} held · footprint {}",
+                s.live_blocks,
+                bytes(s.requested_live),
+                bytes(s.held),
+                bytes(s.footprint)
+            ))
+            .monospace()
+            .small(),
+        );
+        if let Some(why) = &lane.layout.poisoned {
+            ui.label(
+                RichText::new(format!("POISONED: {why}"))
+                    .strong()
+                    .color(palette::PROBLEM),
+            );
+        }
+        if !lane.findings.is_empty() {
+            ui.label(
+                RichText::new(format!("⚠ {} invariant findings", lane.findings.len()))
+                    .color(palette::PROBLEM),
+            )
+            .on_hover_text(
+                lane.findings
+                    .iter()
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    });
+}
+
+fn lane_bar(ui: &mut Ui, view: &View<'_>, lane: &Lane, map: &mut MapView, commands: &mut Commands) {
+    let dark = ui.visuals().dark_mode;
+    let (response, painter) = ui.allocate_painter(
+        Vec2::new(ui.available_width(), BAR_HEIGHT + 14.0),
+        Sense::click_and_drag(),
+    );
+    let rect = Rect::from_min_size(
+        response.rect.min,
+        Vec2::new(response.rect.width(), BAR_HEIGHT),
+    );
+    let layout = &lane.layout;
+    let origin = layout.extent.start as f64;
+    let px_per_byte = f64::from(rect.width()) / map.span;
+    let view_start = map.start;
+    let x_of =
+        |addr: Addr| rect.left() + ((addr as f64 - origin - view_start) * px_per_byte) as f32;
+    let addr_of =
+        |x: f32| (origin + view_start + f64::from(x - rect.left()) / px_per_byte).max(0.0) as Addr;
+    let view_lo = addr_of(rect.left());
+    let view_hi = addr_of(rect.right()).saturating_add(1);
+
+    painter.rect_filled(rect, 3.0, palette::state_fill(BlockState::Unused, dark));
+    let painter = painter.with_clip_rect(rect);
+    let separator = ui.visuals().extreme_bg_color;
+
+    // Sub-pixel blocks are binned per column: bytes per state, drawn as the dominant state.
+    let mut column: Option<(i64, [u64; 8])> = None;
+    let flush = |column: &mut Option<(i64, [u64; 8])>| {
+        if let Some((c, counts)) = column.take() {
+            let best = (0..8).max_by_key(|&i| counts[i]).unwrap_or(0);
+            let x = rect.left() + c as f32;
+            painter.rect_filled(
+                Rect::from_min_max(Pos2::new(x, rect.top()), Pos2::new(x + 1.0, rect.bottom())),
+                0.0,
+                palette::state_fill(palette::LEGEND[best], dark),
+            );
+        }
+    };
+    let first = layout.blocks.partition_point(|b| b.range.end <= view_lo);
+    for block in layout.blocks[first..]
+        .iter()
+        .take_while(|b| b.range.start < view_hi)
+    {
+        let x0 = x_of(block.range.start);
+        let x1 = x_of(block.range.end);
+        if x1 - x0 >= 1.5 {
+            flush(&mut column);
+            draw_block(&painter, block, x0, x1, rect, dark, separator, px_per_byte);
+        } else {
+            let c = (x0 - rect.left()).floor() as i64;
+            if column.as_ref().is_some_and(|(cur, _)| *cur != c) {
+                flush(&mut column);
+            }
+            let entry = column.get_or_insert((c, [0; 8]));
+            let slot = palette::LEGEND
+                .iter()
+                .position(|s| *s == block.state)
+                .unwrap_or(7);
+            entry.1[slot] += block.size();
+        }
+    }
+    flush(&mut column);
+
+    if px_per_byte >= HEX_ZOOM {
+        draw_hex(
+            &painter,
+            lane,
+            rect,
+            view_lo,
+            view_hi,
+            &x_of,
+            px_per_byte as f32,
+            dark,
+        );
+    }
+
+    // The block the current step touched, and what a checking allocator caught.
+    if let Some(step) = &lane.last_step {
+        if let Some(block) = step.addr.and_then(|a| layout.block_at(a)) {
+            let r = Rect::from_min_max(
+                Pos2::new(x_of(block.range.start), rect.top()),
+                Pos2::new(
+                    x_of(block.range.end).max(x_of(block.range.start) + 2.0),
+                    rect.bottom(),
+                ),
+            );
+            let colour = if matches!(step.result, StepResult::Failed(_)) {
+                palette::PROBLEM
+            } else {
+                ui.visuals().strong_text_color()
+            };
+            painter.rect_stroke(r, 2.0, Stroke::new(2.0, colour), StrokeKind::Inside);
+        }
+        for violation in &step.violations {
+            for bad in &violation.bad {
+                let x0 = x_of(bad.range.start);
+                let x1 = x_of(bad.range.end).max(x0 + 3.0);
+                painter.rect_filled(
+                    Rect::from_min_max(Pos2::new(x0, rect.top()), Pos2::new(x1, rect.bottom())),
+                    0.0,
+                    palette::PROBLEM,
+                );
+            }
+        }
+    }
+    if let Some(sel) = view.selection.filter(|s| s.kind == lane.kind)
+        && let Some(block) = layout.block_at(sel.addr)
+    {
+        let r = Rect::from_min_max(
+            Pos2::new(x_of(block.range.start), rect.top() - 1.0),
+            Pos2::new(
+                x_of(block.range.end).max(x_of(block.range.start) + 2.0),
+                rect.bottom() + 1.0,
+            ),
+        );
+        painter.rect_stroke(
+            r,
+            2.0,
+            Stroke::new(2.5, Color32::from_rgb(0xff, 0xd0, 0x40)),
+            StrokeKind::Outside,
+        );
+    }
+    for marker in &layout.markers {
+        let x = x_of(marker.addr);
+        painter.vline(
+            x,
+            rect.top() - 2.0..=rect.bottom() + 2.0,
+            Stroke::new(2.0, ui.visuals().strong_text_color()),
+        );
+    }
+
+    // Marker names under the bar, then the end addresses where they do not collide.
+    let full = ui.painter();
+    let label_y = rect.bottom() + 1.0;
+    let weak = ui.visuals().weak_text_color();
+    let font = FontId::monospace(10.0);
+    let mut taken: Vec<Rect> = Vec::new();
+    for marker in &layout.markers {
+        let x = x_of(marker.addr);
+        if x >= rect.left() && x <= rect.right() {
+            let anchor = if x > rect.right() - 80.0 {
+                Align2::RIGHT_TOP
+            } else {
+                Align2::CENTER_TOP
+            };
+            let text = format!("{} {:#x}", marker.name, marker.addr);
+            taken.push(full.text(
+                Pos2::new(x, label_y),
+                anchor,
+                text,
+                font.clone(),
+                ui.visuals().text_color(),
+            ));
+        }
+    }
+    for (x, anchor, addr) in [
+        (rect.left(), Align2::LEFT_TOP, view_lo),
+        (rect.right(), Align2::RIGHT_TOP, view_hi),
+    ] {
+        let text = format!("{addr:#x}");
+        let galley = full.layout_no_wrap(text.clone(), font.clone(), weak);
+        let r = anchor.anchor_size(Pos2::new(x, label_y), galley.size());
+        if !taken.iter().any(|t| t.expand(4.0).intersects(r)) {
+            full.text(Pos2::new(x, label_y), anchor, text, font.clone(), weak);
+        }
+    }
+
+    // Zoom with the wheel around the pointer, pan by dragging, double-click to fit.
+    if let Some(pos) = response.hover_pos() {
+        let scroll = ui.input(|i| i.smooth_scroll_delta.y);
+        if scroll != 0.0 {
+            let at = map.start + f64::from(pos.x - rect.left()) / px_per_byte;
+            let factor = (-f64::from(scroll) * 0.004).exp();
+            map.span = (map.span * factor).clamp(8.0, 1e13);
+            map.start = at - f64::from(pos.x - rect.left()) * map.span / f64::from(rect.width());
+            map.follow = false;
+        }
+    }
+    if response.dragged() {
+        map.start -= f64::from(response.drag_delta().x) / px_per_byte;
+        map.follow = false;
+    }
+    if response.double_clicked() {
+        map.follow = true;
+    }
+    if response.clicked()
+        && let Some(pos) = response.interact_pointer_pos()
+    {
+        let addr = addr_of(pos.x);
+        let selection = layout.block_at(addr).map(|b| Selection {
+            kind: lane.kind,
+            addr: b.range.start,
+        });
+        commands.push(Command::Select(selection));
+    }
+    if let Some(pos) = response.hover_pos()
+        && rect.contains(pos)
+        && let Some(block) = layout.block_at(addr_of(pos.x))
+    {
+        let addr = addr_of(pos.x);
+        response.on_hover_ui_at_pointer(|ui| block_tooltip(ui, block, addr));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_block(
+    painter: &egui::Painter,
+    block: &Block,
+    x0: f32,
+    x1: f32,
+    rect: Rect,
+    dark: bool,
+    separator: Color32,
+    px_per_byte: f64,
+) {
+    let body = Rect::from_min_max(Pos2::new(x0, rect.top()), Pos2::new(x1, rect.bottom()));
+    painter.rect_filled(body, 0.0, palette::state_fill(block.state, dark));
+    if block.header.end > block.header.start {
+        let hx1 = x0 + ((block.header.end - block.header.start) as f64 * px_per_byte) as f32;
+        painter.rect_filled(
+            Rect::from_min_max(body.min, Pos2::new(hx1.min(x1), rect.bottom())),
+            0.0,
+            palette::header_fill(block.state, dark),
+        );
+    }
+    // Slack after the request: a lighter band along the bottom of live blocks.
+    if block.state == BlockState::Live && block.slack() > 0 {
+        let used_end = block.payload.start + block.requested.unwrap_or(0);
+        let sx0 = x0 + ((used_end - block.range.start) as f64 * px_per_byte) as f32;
+        if x1 - sx0 >= 1.0 {
+            painter.rect_filled(
+                Rect::from_min_max(
+                    Pos2::new(sx0, rect.top() + rect.height() * 0.55),
+                    Pos2::new(x1, rect.bottom()),
+                ),
+                0.0,
+                Color32::from_white_alpha(70),
+            );
+        }
+    }
+    if x1 - x0 >= 4.0 {
+        painter.vline(
+            x1 - 0.5,
+            rect.top()..=rect.bottom(),
+            Stroke::new(1.0, separator),
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_hex(
+    painter: &egui::Painter,
+    lane: &Lane,
+    rect: Rect,
+    lo: Addr,
+    hi: Addr,
+    x_of: &dyn Fn(Addr) -> f32,
+    px: f32,
+    dark: bool,
+) {
+    let memory = lane.replay().heap().memory();
+    let font = FontId::monospace((px * 0.55).clamp(8.0, 13.0));
+    let colour = if dark {
+        Color32::from_gray(235)
+    } else {
+        Color32::from_gray(20)
+    };
+    for addr in lo..hi {
+        if let Ok(byte) = memory.slice(addr, 1) {
+            let x = x_of(addr) + px / 2.0;
+            painter.text(
+                Pos2::new(x, rect.center().y),
+                Align2::CENTER_CENTER,
+                format!("{:02x}", byte[0]),
+                font.clone(),
+                colour,
+            );
+        }
+    }
+}
+
+fn block_tooltip(ui: &mut Ui, block: &Block, addr: Addr) {
+    ui.label(RichText::new(format!("{} block", palette::state_name(block.state))).strong());
+    if let Some(class) = &block.class {
+        ui.label(class);
+    }
+    egui::Grid::new("block_tooltip")
+        .num_columns(2)
+        .show(ui, |ui| {
+            ui.label("range");
+            ui.monospace(format!(
+                "[{:#x}, {:#x}) {}",
+                block.range.start,
+                block.range.end,
+                bytes(block.size())
+            ));
+            ui.end_row();
+            if block.header.end > block.header.start {
+                ui.label("header");
+                ui.monospace(format!(
+                    "[{:#x}, {:#x})",
+                    block.header.start, block.header.end
+                ));
+                ui.end_row();
+            }
+            ui.label("payload");
+            ui.monospace(format!(
+                "[{:#x}, {:#x}) {}",
+                block.payload.start,
+                block.payload.end,
+                bytes(block.payload.end - block.payload.start)
+            ));
+            ui.end_row();
+            if let Some(req) = block.requested {
+                ui.label("requested");
+                ui.monospace(format!("{} (slack {})", bytes(req), bytes(block.slack())));
+                ui.end_row();
+            }
+            ui.label("pointer");
+            ui.monospace(format!("{addr:#x}"));
+            ui.end_row();
+            for field in &block.fields {
+                ui.label(&field.name);
+                ui.monospace(format!("{:#x}  {}", field.value, field.meaning));
+                ui.end_row();
+            }
+        });
+}
+
+fn legend(ui: &mut Ui) {
+    let dark = ui.visuals().dark_mode;
+    ui.horizontal_wrapped(|ui| {
+        for &state in palette::LEGEND {
+            let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+            ui.painter()
+                .rect_filled(rect, 2.0, palette::state_fill(state, dark));
+            ui.label(RichText::new(palette::state_name(state)).small());
+            ui.add_space(6.0);
+        }
+        let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+        ui.painter()
+            .rect_filled(rect, 2.0, palette::header_fill(BlockState::Live, dark));
+        ui.label(RichText::new("header").small());
+        ui.add_space(6.0);
+        let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+        ui.painter().rect_filled(rect, 2.0, palette::PROBLEM);
+        ui.label(RichText::new("bad access").small());
+    });
+    ui.label(
+        RichText::new("Wheel: zoom · drag: pan · double-click: fit · click: inspect")
+            .weak()
+            .small(),
+    );
+}

@@ -1,0 +1,41 @@
+//! The app's panels, one per file. Each reads a [`View`] and pushes [`Command`]s.
+
+pub mod allocator_state;
+pub mod description;
+pub mod free_lists;
+pub mod heap_map;
+pub mod inspector;
+pub mod this_step;
+pub mod timeline;
+pub mod toolbar;
+
+use crate::command::{Command, Selection};
+use crate::session::{Lane, Session};
+use crate::settings::Settings;
+
+/// What the panels read while drawing one frame.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// The loaded scenario.
+    pub session: &'a Session,
+    /// Persisted settings.
+    pub settings: &'a Settings,
+    /// The selected block.
+    pub selection: Option<Selection>,
+    /// Whether playback is running.
+    pub playing: bool,
+}
+
+impl<'a> View<'a> {
+    /// The lanes the user wants to see.
+    pub fn visible_lanes(&self) -> impl Iterator<Item = &'a Lane> + 'a {
+        let settings = self.settings;
+        self.session
+            .lanes
+            .iter()
+            .filter(move |l| settings.shows(l.kind))
+    }
+}
+
+/// Where panels put their requests.
+pub type Commands = Vec<Command>;

@@ -1,0 +1,222 @@
+//! Replaying a trace against one allocator.
+
+use rustc_hash::FxHashMap;
+
+use crate::access::{Access, Violation};
+use crate::allocator::{AllocError, Allocator, Trail};
+use crate::trace::{Id, Op};
+use crate::{Addr, say};
+
+/// What one operation did to one allocator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepResult {
+    /// An allocation (or reallocation) returned this pointer.
+    Placed(Addr),
+    /// A free, read, write or mark that succeeded.
+    Done,
+    /// The allocator refused the call.
+    Failed(AllocError),
+    /// The operation named a block the program does not hold (free of an unknown id, ...):
+    /// nothing was asked of the allocator.
+    Skipped(String),
+}
+
+/// One operation's outcome, explanation and findings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The result.
+    pub result: StepResult,
+    /// The allocator's decision log (empty when replayed without explanations).
+    pub log: Vec<String>,
+    /// Bad accesses or frees the allocator caught.
+    pub violations: Vec<Violation>,
+    /// The address the operation concerned: the pointer placed, freed or accessed.
+    pub addr: Option<Addr>,
+}
+
+/// A block the program holds, as this allocator placed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// Pointer returned.
+    pub ptr: Addr,
+    /// Bytes requested.
+    pub size: u64,
+}
+
+/// One allocator replaying a trace, with the program's id -> pointer map.
+#[derive(Debug, Clone)]
+pub struct Replayer {
+    heap: Box<dyn Allocator>,
+    held: FxHashMap<Id, Held>,
+    /// Where freed ids pointed: reads and writes through them are uses after free.
+    freed: FxHashMap<Id, Held>,
+}
+
+impl Replayer {
+    /// Starts replaying into `heap`.
+    pub fn new(heap: Box<dyn Allocator>) -> Self {
+        Self {
+            heap,
+            held: FxHashMap::default(),
+            freed: FxHashMap::default(),
+        }
+    }
+
+    /// The allocator.
+    pub fn heap(&self) -> &dyn Allocator {
+        &*self.heap
+    }
+
+    /// The block the program holds under `id`, if any.
+    pub fn held(&self, id: Id) -> Option<Held> {
+        self.held.get(&id).copied()
+    }
+
+    /// Applies one operation, explaining into `trail` (which may be off).
+    pub fn apply(&mut self, op: &Op, trail: &mut Trail) -> Step {
+        let mut violations = Vec::new();
+        let result = self.dispatch(op, trail, &mut violations);
+        if let StepResult::Skipped(why) = &result {
+            say!(trail, "{why}");
+        }
+        let addr = match &result {
+            StepResult::Placed(ptr) => Some(*ptr),
+            _ => op
+                .id()
+                .and_then(|id| self.held(id).or_else(|| self.dangling(id)))
+                .map(|h| h.ptr),
+        };
+        Step {
+            result,
+            log: trail.take(),
+            violations,
+            addr,
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        op: &Op,
+        trail: &mut Trail,
+        violations: &mut Vec<Violation>,
+    ) -> StepResult {
+        match op {
+            Op::Alloc { id, size, align } => {
+                self.place(*id, *size, trail, |h, t| h.allocate(*size, *align, t))
+            }
+            Op::Calloc { id, count, size } => {
+                let total = count.saturating_mul(*size);
+                self.place(*id, total, trail, |h, t| h.calloc(*count, *size, t))
+            }
+            Op::String { id, .. } | Op::Function { id, .. } => {
+                let size = op.request_size().unwrap_or(0);
+                self.place(*id, size, trail, |h, t| h.allocate_object(op, t))
+            }
+            Op::Realloc { id, size } => match self.held.get(id).copied() {
+                None => {
+                    say!(trail, "#{id} is not held: realloc(NULL, {size}) allocates");
+                    self.place(*id, *size, trail, |h, t| h.allocate(*size, 0, t))
+                }
+                Some(old) => match self.heap.realloc(old.ptr, *size, trail) {
+                    Ok(ptr) => {
+                        self.held.insert(*id, Held { ptr, size: *size });
+                        StepResult::Placed(ptr)
+                    }
+                    Err(e) => StepResult::Failed(e),
+                },
+            },
+            Op::Free { id } => {
+                let Some(old) = self.held.get(id).copied() else {
+                    return StepResult::Skipped(format!(
+                        "free(#{id}): the program holds no block #{id}"
+                    ));
+                };
+                if let Some(v) = self.heap.check_free(old.ptr) {
+                    violations.push(v);
+                }
+                match self.heap.free(old.ptr, trail) {
+                    Ok(()) => {
+                        self.held.remove(id);
+                        self.freed.insert(*id, old);
+                        StepResult::Done
+                    }
+                    Err(e) => StepResult::Failed(e),
+                }
+            }
+            Op::FreeNull => {
+                say!(trail, "free(NULL) does nothing");
+                StepResult::Done
+            }
+            Op::Read { id, offset, len } => {
+                self.access(*id, *offset, *len, Access::Read, None, trail, violations)
+            }
+            Op::Write { id, offset, bytes } => self.access(
+                *id,
+                *offset,
+                bytes.len() as u64,
+                Access::Write,
+                Some(bytes),
+                trail,
+                violations,
+            ),
+            Op::Mark { .. } => StepResult::Done,
+        }
+    }
+
+    fn place(
+        &mut self,
+        id: Id,
+        size: u64,
+        trail: &mut Trail,
+        call: impl FnOnce(&mut dyn Allocator, &mut Trail) -> Result<Addr, AllocError>,
+    ) -> StepResult {
+        if self.held.contains_key(&id) {
+            say!(trail, "#{id} is already held: the old block leaks");
+        }
+        match call(&mut *self.heap, trail) {
+            Ok(ptr) => {
+                self.freed.remove(&id);
+                self.held.insert(id, Held { ptr, size });
+                StepResult::Placed(ptr)
+            }
+            Err(e) => StepResult::Failed(e),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn access(
+        &mut self,
+        id: Id,
+        offset: u64,
+        len: u64,
+        access: Access,
+        data: Option<&[u8]>,
+        trail: &mut Trail,
+        violations: &mut Vec<Violation>,
+    ) -> StepResult {
+        // A dangling id still names the address it had: that is how a use after free happens.
+        let Some(block) = self.held.get(&id).copied().or_else(|| self.dangling(id)) else {
+            return StepResult::Skipped(format!(
+                "{access} of #{id}: the program never held block #{id}"
+            ));
+        };
+        let addr = block.ptr.saturating_add(offset);
+        if let Some(v) = self.heap.check_access(addr, len, access) {
+            say!(trail, "{}: {}", v.class, v.message);
+            violations.push(v);
+        }
+        if let Some(bytes) = data
+            && self.heap.memory_mut().write(addr, bytes).is_err()
+        {
+            say!(
+                trail,
+                "write of {len} B at {addr:#x} is outside the heap's memory: dropped"
+            );
+        }
+        StepResult::Done
+    }
+
+    fn dangling(&self, id: Id) -> Option<Held> {
+        self.freed.get(&id).copied()
+    }
+}

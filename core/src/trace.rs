@@ -1,0 +1,165 @@
+//! Traces: allocator-independent lists of operations keyed by user-level ids.
+//!
+//! Because operations name blocks by id rather than by address, one trace drives every
+//! allocator: each allocator's replay keeps its own id -> pointer map.
+
+use serde::{Deserialize, Serialize};
+
+/// A program-level name for one block, stable across allocators.
+pub type Id = u64;
+
+/// One operation of a trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Op {
+    /// `malloc(size)`, or an aligned allocation when `align` > 1.
+    Alloc {
+        /// The block's id.
+        id: Id,
+        /// Requested bytes.
+        size: u64,
+        /// Requested alignment; 0 means whatever `malloc` gives.
+        #[serde(default)]
+        align: u64,
+    },
+    /// `calloc(count, size)`.
+    Calloc {
+        /// The block's id.
+        id: Id,
+        /// Element count.
+        count: u64,
+        /// Element size.
+        size: u64,
+    },
+    /// `realloc(block, size)`; a block that is not live is allocated (`realloc(NULL, size)`).
+    Realloc {
+        /// The block's id.
+        id: Id,
+        /// New size.
+        size: u64,
+    },
+    /// `free(block)`.
+    Free {
+        /// The block's id.
+        id: Id,
+    },
+    /// `free(NULL)`: allowed by C, and a no-op.
+    FreeNull,
+    /// A read of `len` bytes at `offset` into the block (checked by checking allocators).
+    Read {
+        /// The block's id.
+        id: Id,
+        /// Offset from the block's start; may run past its end.
+        offset: u64,
+        /// Bytes read.
+        len: u64,
+    },
+    /// A write of `bytes` at `offset` into the block (checked by checking allocators).
+    Write {
+        /// The block's id.
+        id: Id,
+        /// Offset from the block's start; may run past its end.
+        offset: u64,
+        /// The bytes written.
+        bytes: Vec<u8>,
+    },
+    /// An annotation shown on the timeline.
+    Mark {
+        /// The text.
+        label: String,
+    },
+    /// A Nutmeg string object; other allocators allocate its byte size.
+    String {
+        /// The block's id.
+        id: Id,
+        /// The string's text.
+        text: String,
+    },
+    /// A Nutmeg function object; other allocators allocate its byte size.
+    Function {
+        /// The block's id.
+        id: Id,
+        /// Instruction words.
+        words: Vec<u64>,
+        /// Local variable count.
+        nlocals: u64,
+        /// Argument count.
+        nargs: u64,
+    },
+}
+
+impl Op {
+    /// The block this operation concerns, if any.
+    pub fn id(&self) -> Option<Id> {
+        match self {
+            Op::Alloc { id, .. }
+            | Op::Calloc { id, .. }
+            | Op::Realloc { id, .. }
+            | Op::Free { id }
+            | Op::Read { id, .. }
+            | Op::Write { id, .. }
+            | Op::String { id, .. }
+            | Op::Function { id, .. } => Some(*id),
+            Op::FreeNull | Op::Mark { .. } => None,
+        }
+    }
+
+    /// The short name used in tables and JSON (`alloc`, `free`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Alloc { .. } => "alloc",
+            Op::Calloc { .. } => "calloc",
+            Op::Realloc { .. } => "realloc",
+            Op::Free { .. } => "free",
+            Op::FreeNull => "free-null",
+            Op::Read { .. } => "read",
+            Op::Write { .. } => "write",
+            Op::Mark { .. } => "mark",
+            Op::String { .. } => "string",
+            Op::Function { .. } => "function",
+        }
+    }
+
+    /// Bytes a plain allocator is asked for by this operation, if it allocates.
+    pub fn request_size(&self) -> Option<u64> {
+        match self {
+            Op::Alloc { size, .. } | Op::Realloc { size, .. } => Some(*size),
+            Op::Calloc { count, size, .. } => Some(count.saturating_mul(*size)),
+            // A C string: the text and its terminating NUL.
+            Op::String { text, .. } => Some(text.len() as u64 + 1),
+            Op::Function { words, .. } => Some(words.len() as u64 * 8),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Alloc { id, size, align } if *align > 1 => {
+                write!(f, "#{id} = alloc({size}, align {align})")
+            }
+            Op::Alloc { id, size, .. } => write!(f, "#{id} = alloc({size})"),
+            Op::Calloc { id, count, size } => write!(f, "#{id} = calloc({count}, {size})"),
+            Op::Realloc { id, size } => write!(f, "#{id} = realloc(#{id}, {size})"),
+            Op::Free { id } => write!(f, "free(#{id})"),
+            Op::FreeNull => write!(f, "free(NULL)"),
+            Op::Read { id, offset, len } => write!(f, "read #{id}[{offset}..+{len}]"),
+            Op::Write { id, offset, bytes } => {
+                write!(f, "write #{id}[{offset}..+{}]", bytes.len())
+            }
+            Op::Mark { label } => write!(f, "— {label}"),
+            Op::String { id, text } => write!(f, "#{id} = string({text:?})"),
+            Op::Function {
+                id,
+                words,
+                nlocals,
+                nargs,
+            } => write!(
+                f,
+                "#{id} = function({} words, {nlocals} locals, {nargs} args)",
+                words.len()
+            ),
+        }
+    }
+}
