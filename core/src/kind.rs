@@ -16,17 +16,24 @@ pub enum AllocatorKind {
     Bump,
     /// SmallWorld's `CheckedBumpAllocator`.
     CheckedBump,
+    /// unstack's NASM malloc: segregated bins, first fit, forward merge.
+    SegregatedFit,
 }
 
 impl AllocatorKind {
     /// All variants, in the order the app lists them.
-    pub const ALL: &'static [AllocatorKind] = &[AllocatorKind::Bump, AllocatorKind::CheckedBump];
+    pub const ALL: &'static [AllocatorKind] = &[
+        AllocatorKind::Bump,
+        AllocatorKind::CheckedBump,
+        AllocatorKind::SegregatedFit,
+    ];
 
     /// The name used on the command line and in scenarios.
     pub fn name(self) -> &'static str {
         match self {
             AllocatorKind::Bump => "bump",
             AllocatorKind::CheckedBump => "checked-bump",
+            AllocatorKind::SegregatedFit => "segregated-fit",
         }
     }
 
@@ -35,6 +42,7 @@ impl AllocatorKind {
         match self {
             AllocatorKind::Bump => "SmallWorld BumpAllocator",
             AllocatorKind::CheckedBump => "SmallWorld CheckedBumpAllocator",
+            AllocatorKind::SegregatedFit => "unstack (NASM educational malloc)",
         }
     }
 
@@ -45,6 +53,9 @@ impl AllocatorKind {
             AllocatorKind::CheckedBump => {
                 Box::new(allocators::checked_bump::CheckedBump::from_config(config)?)
             }
+            AllocatorKind::SegregatedFit => Box::new(
+                allocators::segregated_fit::SegregatedFit::from_config(config)?,
+            ),
         })
     }
 }
