@@ -17,17 +17,24 @@ pub enum AllocatorKind {
     Bump,
     /// SmallWorld's `CheckedBumpAllocator`.
     CheckedBump,
+    /// The Nutmeg machine's heap pool (nutmeg-run).
+    NutmegPool,
 }
 
 impl AllocatorKind {
     /// All variants, in the order the app lists them.
-    pub const ALL: &'static [AllocatorKind] = &[AllocatorKind::Bump, AllocatorKind::CheckedBump];
+    pub const ALL: &'static [AllocatorKind] = &[
+        AllocatorKind::Bump,
+        AllocatorKind::CheckedBump,
+        AllocatorKind::NutmegPool,
+    ];
 
     /// The name used on the command line and in scenarios.
     pub fn name(self) -> &'static str {
         match self {
             AllocatorKind::Bump => "bump",
             AllocatorKind::CheckedBump => "checked-bump",
+            AllocatorKind::NutmegPool => "nutmeg-pool",
         }
     }
 
@@ -36,6 +43,7 @@ impl AllocatorKind {
         match self {
             AllocatorKind::Bump => "SmallWorld BumpAllocator",
             AllocatorKind::CheckedBump => "SmallWorld CheckedBumpAllocator",
+            AllocatorKind::NutmegPool => "Nutmeg machine heap (nutmeg-run)",
         }
     }
 
@@ -45,6 +53,9 @@ impl AllocatorKind {
             AllocatorKind::Bump => Box::new(allocators::bump::Bump::from_config(config)?),
             AllocatorKind::CheckedBump => {
                 Box::new(allocators::checked_bump::CheckedBump::from_config(config)?)
+            }
+            AllocatorKind::NutmegPool => {
+                Box::new(allocators::nutmeg_pool::NutmegPool::from_config(config)?)
             }
         })
     }
