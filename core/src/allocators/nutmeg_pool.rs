@@ -86,12 +86,27 @@
 //!   pointer is the returned address minus 8. [`NutmegPool::allocate_string`] and
 //!   [`NutmegPool::allocate_function`] return object pointers, as upstream's do.
 //! * **Alignment.** Objects are cell-aligned; a request above 8 is `Unsupported`.
-//! * **Realloc.** Upstream has none: a byte block gets allocate + copy + ignored free (the
-//!   trait's default); a string or function object is refused as `Unsupported`.
+//! * **Realloc.** Upstream has none: a byte block gets allocate + copy + ignored free, as the
+//!   trait's default would do; a string or function object is refused as `Unsupported`.
 //! * **Memory.** The pool lives at `HeapConfig.base` (default `0x3000_0000`, which must be
 //!   8-byte aligned for the pointer tags) and is `HeapConfig.size` rounded down to whole cells
 //!   (default 131,072 cells); like upstream's `std::vector`, it is all there and zeroed from the
 //!   start.
+//!
+//! # Inspect and validate
+//!
+//! [`Allocator::inspect`] shows each object as one block: its header is the length cells at
+//! negative positions plus the datakey cell; its payload is everything from position 1 on (the
+//! bytes of a string or binarray, the counts cell and code of a function, the four fields of a
+//! datakey). Requested sizes: a string's length (NUL included), a function's counts cell plus
+//! its words (`8 + 8N`), a byte block's `size`. Datakeys are `Metadata`, named in the class;
+//! freed objects are `Freed`; cells past `next_free` are `Unused`, and a `next_free` marker
+//! points at the next free cell. [`Allocator::validate`] walks the cells from the pool's start
+//! as a garbage collector would: `x00` cells are lengths, the first `001` cell is the datakey,
+//! which must point to a datakey met earlier in the walk (the DatakeyDatakey to itself); the
+//! datakey's flavour must match the number of length cells, the lengths must keep the object
+//! below `next_free`, and the walk must end exactly there. Each object is then checked against
+//! what the model placed and the ledger.
 //!
 //! Allocation reads nothing back from the pool (upstream keeps `next_free_` outside it), so
 //! corrupt cells never change where the next object goes; [`Allocator::inspect`] and
@@ -364,6 +379,15 @@ fn bad_alloc(kind: ErrorKind) -> AllocError {
     AllocError::new(kind, "std::bad_alloc")
 }
 
+/// `1 data cell`, `3 data cells`.
+fn data_cells_words(n: u64) -> String {
+    if n == 1 {
+        "1 data cell".to_owned()
+    } else {
+        format!("{n} data cells")
+    }
+}
+
 /// A short, escaped preview of a text.
 fn preview(text: &str) -> String {
     let mut out: String = text.chars().take(PREVIEW_CHARS).collect();
@@ -586,10 +610,11 @@ impl NutmegPool {
         let data_cells = char_count.div_ceil(CELL);
         say!(
             trail,
-            "string {}: {} + NUL = {} -> {data_cells} data cells, plus length and datakey",
+            "string {}: {} + NUL = {} -> {}, plus length and datakey",
             preview(text),
             bytes(text.len() as u64),
-            bytes(char_count)
+            bytes(char_count),
+            data_cells_words(data_cells)
         );
         let total = self.check_room(data_cells.checked_add(2), trail)?;
         let start = self.take(total, trail);
@@ -1118,8 +1143,9 @@ impl Allocator for NutmegPool {
         let data_cells = size.div_ceil(CELL);
         say!(
             trail,
-            "{} -> binarray of {size} 8-bit entries: {data_cells} data cells, plus length and datakey",
-            bytes(size)
+            "{} -> binarray of {size} 8-bit entries: {}, plus length and datakey",
+            bytes(size),
+            data_cells_words(data_cells)
         );
         let object_cells = data_cells.checked_add(2);
         let key_cells = if self.binarray_datakey.is_none() {
@@ -1781,6 +1807,29 @@ mod tests {
         h.memory_mut().write_u64(f + CELL, u64::MAX).unwrap();
         let findings = h.validate();
         assert!(findings.len() >= 2, "{findings:?}");
+
+        // A function whose N shrank: the walk sees a shorter object, then stray code words.
+        let mut h = heap.clone();
+        h.memory_mut().write_u64(f - 2 * CELL, tag_int(1)).unwrap();
+        let findings = h.validate();
+        assert!(
+            findings[0]
+                .message
+                .contains("give 5 cells, but 7 were allocated"),
+            "{findings:?}"
+        );
+        assert!(findings.len() >= 2, "the stray words do not decode either");
+
+        // The last object's length grown past the next free cell.
+        let mut h = heap.clone();
+        h.memory_mut().write_u64(p - 2 * CELL, tag_int(64)).unwrap();
+        let findings = h.validate();
+        assert!(
+            findings
+                .iter()
+                .any(|x| x.message.contains("runs past the next free cell")),
+            "{findings:?}"
+        );
 
         // A broken bootstrap: the DatakeyDatakey no longer points at itself.
         let mut h = heap.clone();
