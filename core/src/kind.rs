@@ -18,6 +18,8 @@ pub enum AllocatorKind {
     CheckedBump,
     /// unstack's NASM malloc: segregated bins, first fit, forward merge.
     SegregatedFit,
+    /// The Nutmeg machine's heap pool (nutmeg-run).
+    NutmegPool,
 }
 
 impl AllocatorKind {
@@ -26,6 +28,7 @@ impl AllocatorKind {
         AllocatorKind::Bump,
         AllocatorKind::CheckedBump,
         AllocatorKind::SegregatedFit,
+        AllocatorKind::NutmegPool,
     ];
 
     /// The name used on the command line and in scenarios.
@@ -34,6 +37,7 @@ impl AllocatorKind {
             AllocatorKind::Bump => "bump",
             AllocatorKind::CheckedBump => "checked-bump",
             AllocatorKind::SegregatedFit => "segregated-fit",
+            AllocatorKind::NutmegPool => "nutmeg-pool",
         }
     }
 
@@ -43,6 +47,7 @@ impl AllocatorKind {
             AllocatorKind::Bump => "SmallWorld BumpAllocator",
             AllocatorKind::CheckedBump => "SmallWorld CheckedBumpAllocator",
             AllocatorKind::SegregatedFit => "unstack (NASM educational malloc)",
+            AllocatorKind::NutmegPool => "Nutmeg machine heap (nutmeg-run)",
         }
     }
 
@@ -56,6 +61,9 @@ impl AllocatorKind {
             AllocatorKind::SegregatedFit => Box::new(
                 allocators::segregated_fit::SegregatedFit::from_config(config)?,
             ),
+            AllocatorKind::NutmegPool => {
+                Box::new(allocators::nutmeg_pool::NutmegPool::from_config(config)?)
+            }
         })
     }
 }

@@ -3,3 +3,4 @@
 pub mod bump;
 pub mod checked_bump;
 pub mod segregated_fit;
+pub mod nutmeg_pool;
