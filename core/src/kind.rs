@@ -17,17 +17,24 @@ pub enum AllocatorKind {
     Bump,
     /// SmallWorld's `CheckedBumpAllocator`.
     CheckedBump,
+    /// Plywood's heap: Doug Lea's dlmalloc 2.8.6.
+    Dlmalloc,
 }
 
 impl AllocatorKind {
     /// All variants, in the order the app lists them.
-    pub const ALL: &'static [AllocatorKind] = &[AllocatorKind::Bump, AllocatorKind::CheckedBump];
+    pub const ALL: &'static [AllocatorKind] = &[
+        AllocatorKind::Bump,
+        AllocatorKind::CheckedBump,
+        AllocatorKind::Dlmalloc,
+    ];
 
     /// The name used on the command line and in scenarios.
     pub fn name(self) -> &'static str {
         match self {
             AllocatorKind::Bump => "bump",
             AllocatorKind::CheckedBump => "checked-bump",
+            AllocatorKind::Dlmalloc => "dlmalloc",
         }
     }
 
@@ -36,6 +43,7 @@ impl AllocatorKind {
         match self {
             AllocatorKind::Bump => "SmallWorld BumpAllocator",
             AllocatorKind::CheckedBump => "SmallWorld CheckedBumpAllocator",
+            AllocatorKind::Dlmalloc => "Plywood heap (dlmalloc 2.8.6)",
         }
     }
 
@@ -45,6 +53,9 @@ impl AllocatorKind {
             AllocatorKind::Bump => Box::new(allocators::bump::Bump::from_config(config)?),
             AllocatorKind::CheckedBump => {
                 Box::new(allocators::checked_bump::CheckedBump::from_config(config)?)
+            }
+            AllocatorKind::Dlmalloc => {
+                Box::new(allocators::dlmalloc::Dlmalloc::from_config(config)?)
             }
         })
     }
