@@ -1,12 +1,12 @@
 //! `validate()`: dlmalloc's `do_check_*` family, reporting findings instead of asserting.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use super::{
     CHUNK_ALIGN_MASK, Dlmalloc, FENCEPOST_HEAD, FLAG_BITS, INUSE, MIN_CHUNK_SIZE, MIN_LARGE_SIZE,
     MMAP_FOOT_PAD, NSMALLBINS, NTREEBINS, PAGE_SIZE, PINUSE, SIZE_T, TOP_FOOT_SIZE, WALK_LIMIT,
-    align_offset, compute_tree_index, is_small, leftshift_for_tree_index, minsize_for_tree_index,
-    request2size, small_index,
+    align_offset, compute_tree_index, is_small, minsize_for_tree_index, request2size, small_index,
 };
 use crate::Addr;
 use crate::layout::Finding;
@@ -17,7 +17,13 @@ const MAX_FINDINGS: usize = 200;
 struct Checker<'a> {
     m: &'a Dlmalloc,
     findings: RefCell<Vec<Finding>>,
+    /// Every chunk reachable from a bin, with the bin it was reached from: `bin_find` looks
+    /// here instead of walking the bin again for every chunk, which is quadratic on long bins.
+    members: RefCell<Option<HashMap<Addr, Bin>>>,
 }
+
+/// A bin: small bins by index, tree bins offset by 32.
+type Bin = u32;
 
 impl Checker<'_> {
     fn fail(&self, at: Addr, msg: String) {
@@ -362,53 +368,68 @@ impl Checker<'_> {
         Some(())
     }
 
-    fn bin_find(&self, x: Addr) -> Option<bool> {
+    /// Walks every bin once (bounded, cycle-safe) and records which bin each chunk is in.
+    fn bin_members(&self) -> HashMap<Addr, Bin> {
         let m = self.m;
-        let size = self.size(x)?;
-        if is_small(size) {
-            let i = small_index(size);
-            let b = m.smallbin_at(i);
-            if m.smallmap() & (1 << i) != 0 {
-                let mut p = b;
-                for _ in 0..WALK_LIMIT {
-                    if p == x {
-                        return Some(true);
-                    }
-                    p = m.mem.read_u64(p.wrapping_add(16)).ok()?;
-                    if p == b {
-                        break;
-                    }
-                }
+        let mut out = HashMap::new();
+        for i in 0..NSMALLBINS {
+            if m.smallmap() & (1 << i) == 0 {
+                continue;
             }
-        } else {
-            let i = compute_tree_index(size);
-            if m.treemap() & (1 << i) != 0 {
-                let mut t = m.mem.read_u64(m.treebin_at(i)).ok()?;
-                let mut sizebits = size << leftshift_for_tree_index(i);
-                let mut steps = 0;
-                while t != 0 && self.size(t)? != size && steps < 128 {
-                    t = m
-                        .mem
-                        .read_u64(t.wrapping_add(32 + 8 * ((sizebits >> 63) & 1)))
-                        .ok()?;
-                    sizebits <<= 1;
-                    steps += 1;
+            let b = m.smallbin_at(i);
+            let mut p = m.mem.read_u64(b + 16).unwrap_or(b);
+            let mut steps = 0u64;
+            while p != b && steps < WALK_LIMIT {
+                if out.insert(p, i).is_some() {
+                    break;
                 }
-                if t != 0 {
-                    let mut u = t;
-                    for _ in 0..WALK_LIMIT {
-                        if u == x {
-                            return Some(true);
-                        }
-                        u = m.mem.read_u64(u.wrapping_add(16)).ok()?;
-                        if u == t {
-                            break;
-                        }
+                let Ok(n) = m.mem.read_u64(p.wrapping_add(16)) else {
+                    break;
+                };
+                p = n;
+                steps += 1;
+            }
+        }
+        for i in 0..NTREEBINS {
+            if m.treemap() & (1 << i) == 0 {
+                continue;
+            }
+            let root = m.mem.read_u64(m.treebin_at(i)).unwrap_or(0);
+            let mut stack = vec![(root, 0u32)];
+            let mut seen = HashSet::new();
+            while let Some((t, depth)) = stack.pop() {
+                if t == 0 || depth > 70 || !seen.insert(t) || seen.len() as u64 > WALK_LIMIT {
+                    continue;
+                }
+                let mut u = t;
+                for _ in 0..WALK_LIMIT {
+                    out.insert(u, NSMALLBINS + i);
+                    match m.mem.read_u64(u.wrapping_add(16)) {
+                        Ok(n) if n != t && !out.contains_key(&n) => u = n,
+                        _ => break,
+                    }
+                }
+                for dir in 0..2 {
+                    if let Ok(c) = m.mem.read_u64(t.wrapping_add(32 + 8 * dir)) {
+                        stack.push((c, depth + 1));
                     }
                 }
             }
         }
-        Some(false)
+        out
+    }
+
+    /// `bin_find(m, x)`: whether `x` is in the bin its size belongs to.
+    fn bin_find(&self, x: Addr) -> Option<bool> {
+        let size = self.size(x)?;
+        let want = if is_small(size) {
+            small_index(size)
+        } else {
+            NSMALLBINS + compute_tree_index(size)
+        };
+        let mut members = self.members.borrow_mut();
+        let members = members.get_or_insert_with(|| self.bin_members());
+        Some(members.get(&x) == Some(&want))
     }
 
     fn traverse_and_check(&self) -> Option<u64> {
@@ -552,6 +573,7 @@ pub(super) fn validate(m: &Dlmalloc) -> Vec<Finding> {
     let c = Checker {
         m,
         findings: RefCell::new(Vec::new()),
+        members: RefCell::new(None),
     };
     if let Some(why) = &m.poisoned {
         c.fail(m.base, why.clone());

@@ -322,7 +322,7 @@ impl Dlmalloc {
             let root = self.word(self.treebin_at(i)).unwrap_or(0);
             self.in_order(root, 0, &mut nodes, &mut seen, &mut problem, limit);
             let hi = if i + 1 < NTREEBINS {
-                format!("{}", bytes(minsize_for_tree_index(i + 1)))
+                bytes(minsize_for_tree_index(i + 1))
             } else {
                 "...".to_owned()
             };

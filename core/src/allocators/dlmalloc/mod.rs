@@ -222,13 +222,13 @@ impl Dlmalloc {
         let base = config.base.unwrap_or(DEFAULT_BASE);
         let granularity = config.granularity.unwrap_or(DEFAULT_GRANULARITY);
         let max = config.max.unwrap_or(DEFAULT_MAX);
-        if base % PAGE_SIZE != 0 {
+        if !base.is_multiple_of(PAGE_SIZE) {
             return Err(ConfigError::invalid(
                 kind,
                 format!("base {base:#x} is not page aligned ({PAGE_SIZE} B)"),
             ));
         }
-        if !granularity.is_power_of_two() || granularity < PAGE_SIZE || granularity > 1 << 30 {
+        if !granularity.is_power_of_two() || !(PAGE_SIZE..=1 << 30).contains(&granularity) {
             return Err(ConfigError::invalid(
                 kind,
                 format!("granularity {granularity} is not a power of two between 4 KiB and 1 GiB"),
@@ -767,7 +767,7 @@ impl Dlmalloc {
     }
 
     /// `CORRUPTION_ERROR_ACTION`: the original aborts; the model stops taking calls.
-    fn corruption(&mut self, what: String) -> AllocError {
+    fn corruption(&mut self, what: impl std::fmt::Display) -> AllocError {
         let message = format!("heap corrupted: {what} (dlmalloc would abort)");
         self.poisoned = Some(message.clone());
         corrupt(message)
@@ -1066,10 +1066,12 @@ impl Dlmalloc {
     }
 
     fn sys_alloc(&mut self, nb: u64, t: &mut Trail) -> R<Option<Addr>> {
-        if self.use_mmap() && nb >= self.params.mmap_threshold && self.topsize() != 0 {
-            if let Some(mem) = self.mmap_alloc(nb, t)? {
-                return Ok(Some(mem));
-            }
+        if self.use_mmap()
+            && nb >= self.params.mmap_threshold
+            && self.topsize() != 0
+            && let Some(mem) = self.mmap_alloc(nb, t)?
+        {
+            return Ok(Some(mem));
         }
         let g = self.params.granularity;
         let Some(asize) = nb
@@ -1280,7 +1282,9 @@ impl Dlmalloc {
         let was_freed = self.freed.contains(&mem);
         let not_live_kind = |h: Option<u64>| match h {
             _ if was_freed => ErrorKind::DoubleFree,
-            Some(h) if h & INUSE == PINUSE && mem % MALLOC_ALIGNMENT == 0 => ErrorKind::DoubleFree,
+            Some(h) if h & INUSE == PINUSE && mem.is_multiple_of(MALLOC_ALIGNMENT) => {
+                ErrorKind::DoubleFree
+            }
             _ => ErrorKind::InvalidFree,
         };
         let bad = |msg: String, h: Option<u64>| {

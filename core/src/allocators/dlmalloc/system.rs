@@ -128,7 +128,7 @@ impl System {
     /// `mmap(len)`: maps `len` bytes (a page multiple) at the lowest gap, or refuses when that
     /// would hold more than the limit.
     pub fn map(&mut self, mem: &mut Memory, len: u64) -> Option<Addr> {
-        if len == 0 || len % self.page != 0 || self.held.checked_add(len)? > self.limit {
+        if len == 0 || !len.is_multiple_of(self.page) || self.held.checked_add(len)? > self.limit {
             return None;
         }
         let addr = self.find_gap(len)?;
@@ -160,7 +160,7 @@ impl System {
         new: u64,
         may_move: bool,
     ) -> Option<Addr> {
-        if !self.is_mapped(addr, old) || new == 0 || new % self.page != 0 {
+        if !self.is_mapped(addr, old) || new == 0 || !new.is_multiple_of(self.page) {
             return None;
         }
         if new <= old {
@@ -177,12 +177,12 @@ impl System {
         let tail_end = tail.checked_add(grow)?;
         // The mapping ends at `tail` (it may be coalesced with neighbours), so the bytes after it
         // are free only if no range starts before `tail_end` and runs past `tail`.
-        let tail_free = !self
+        let tail_taken = self
             .ranges
             .range(..tail_end)
             .next_back()
-            .is_some_and(|(_, &e)| e > tail)
-            && tail_end <= self.start.checked_add(SPAN)?;
+            .is_some_and(|(_, &e)| e > tail);
+        let tail_free = !tail_taken && tail_end <= self.start.checked_add(SPAN)?;
         if tail_free {
             self.insert(tail, tail + grow);
             self.account(mem, tail, grow);
@@ -191,9 +191,20 @@ impl System {
         if !may_move {
             return None;
         }
-        let to = self.map(mem, new)?;
-        let _ = mem.copy_within(addr, to, old);
+        // Like the kernel's mremap, moving does not hold old and new pages at once: the old
+        // mapping goes first (its bytes kept aside), so the new one may even overlap it.
+        if self.held - old + new > self.limit {
+            return None;
+        }
+        let saved = mem.slice(addr, old).ok()?.to_vec();
         self.unmap(addr, old);
+        let Some(to) = self.map(mem, new) else {
+            // Put the old mapping back as it was.
+            self.insert(addr, addr + old);
+            self.held += old;
+            return None;
+        };
+        let _ = mem.write(to, &saved);
         Some(to)
     }
 }

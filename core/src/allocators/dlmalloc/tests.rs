@@ -543,7 +543,7 @@ fn garbage_everywhere_never_panics() {
             seed ^= seed << 17;
             let off = (seed % 4000) & !7;
             let target = if round % 5 == 0 {
-                g.base + (seed % 900) & !7
+                (g.base + (seed % 900)) & !7
             } else {
                 start + off
             };
