@@ -125,9 +125,11 @@ impl Checker<'_> {
         self.check(self.head(p.wrapping_add(sz))? == FENCEPOST_HEAD, p, || {
             format!("mmapped chunk {p:#x} lacks its trailing fencepost")
         });
-        self.check(self.head(p.wrapping_add(sz + SIZE_T))? == 0, p, || {
-            format!("mmapped chunk {p:#x}: the word after its fencepost is not 0")
-        });
+        self.check(
+            self.head(p.wrapping_add(sz).wrapping_add(SIZE_T))? == 0,
+            p,
+            || format!("mmapped chunk {p:#x}: the word after its fencepost is not 0"),
+        );
         Some(())
     }
 
@@ -434,7 +436,6 @@ impl Checker<'_> {
 
     fn traverse_and_check(&self) -> Option<u64> {
         let m = self.m;
-        let mut sum = 0u64;
         if m.top() == 0 {
             return Some(0);
         }
@@ -445,10 +446,10 @@ impl Checker<'_> {
                 return None;
             }
         };
-        sum += m.topsize() + TOP_FOOT_SIZE;
+        let mut sum = m.topsize().wrapping_add(TOP_FOOT_SIZE);
         for (_, base, size, _) in segs {
             let end = base.wrapping_add(size);
-            let mut q = base + align_offset(base + 16);
+            let mut q = base.wrapping_add(align_offset(base.wrapping_add(16)));
             let mut lastq = 0;
             let h = self.head(q)?;
             self.check(h & PINUSE != 0, q, || {

@@ -255,7 +255,11 @@ impl Dlmalloc {
             let h = self.head(p).unwrap_or(0);
             let psize = h & !FLAG_BITS;
             let len = psize.saturating_add(off).saturating_add(MMAP_FOOT_PAD);
-            if h & INUSE != 0 || psize == 0 || p.checked_sub(off) != Some(at) || at + len > end {
+            if h & INUSE != 0
+                || psize == 0
+                || p.checked_sub(off) != Some(at)
+                || at.saturating_add(len) > end
+            {
                 let mut b = Block::plain(at..end, BlockState::Metadata);
                 b.class = Some("mapping without a readable chunk".to_owned());
                 tiler.push(b);
@@ -393,13 +397,13 @@ impl Dlmalloc {
         }
         let mut used = self
             .footprint()
-            .saturating_sub(self.topsize() + TOP_FOOT_SIZE);
+            .saturating_sub(self.topsize().saturating_add(TOP_FOOT_SIZE));
         let Ok(segs) = self.segments() else {
             return used;
         };
         for (_, base, size, _) in segs {
             let end = base.saturating_add(size);
-            let mut q = base + align_offset(base + 16);
+            let mut q = base.wrapping_add(align_offset(base.wrapping_add(16)));
             let mut steps = 0;
             while q >= base && q < end && q != self.top() && steps < WALK_LIMIT {
                 let Ok(h) = self.head(q) else { break };
@@ -409,7 +413,7 @@ impl Dlmalloc {
                 if h & INUSE == PINUSE {
                     used = used.saturating_sub(h & !FLAG_BITS);
                 }
-                q += h & !FLAG_BITS;
+                q = q.saturating_add(h & !FLAG_BITS);
                 steps += 1;
             }
         }

@@ -806,7 +806,7 @@ impl Dlmalloc {
         );
         self.unlink_large_chunk(v)?;
         if rsize < MIN_CHUNK_SIZE {
-            self.set_inuse_and_pinuse(v, rsize + nb)?;
+            self.set_inuse_and_pinuse(v, rsize.wrapping_add(nb))?;
         } else {
             self.set_size_and_pinuse_of_inuse_chunk(v, nb)?;
             self.set_size_and_pinuse_of_free_chunk(r, rsize)?;
@@ -817,7 +817,7 @@ impl Dlmalloc {
             );
             self.replace_dv(r, rsize, t)?;
         }
-        Ok(v + 16)
+        Ok(v.wrapping_add(16))
     }
 
     fn tmalloc_large(&mut self, nb: u64, t: &mut Trail) -> R<Option<Addr>> {
@@ -882,7 +882,7 @@ impl Dlmalloc {
         if !self.ok_address(v) || v >= v.wrapping_add(nb) {
             return Err(self.corruption(format!("tree chunk {v:#x} is not a chunk")));
         }
-        let r = v + nb;
+        let r = v.wrapping_add(nb);
         say!(
             t,
             "best fit in the tree bins: {v:#x} ({})",
@@ -890,14 +890,14 @@ impl Dlmalloc {
         );
         self.unlink_large_chunk(v)?;
         if rsize < MIN_CHUNK_SIZE {
-            self.set_inuse_and_pinuse(v, rsize + nb)?;
+            self.set_inuse_and_pinuse(v, rsize.wrapping_add(nb))?;
         } else {
             self.set_size_and_pinuse_of_inuse_chunk(v, nb)?;
             self.set_size_and_pinuse_of_free_chunk(r, rsize)?;
             say!(t, "split: remainder {r:#x} ({}) is binned", bytes(rsize));
             self.insert_chunk(r, rsize, t)?;
         }
-        Ok(Some(v + 16))
+        Ok(Some(v.wrapping_add(16)))
     }
 
     /// `dlmalloc(bytes)`: `Ok(None)` when the system refuses.
@@ -920,7 +920,7 @@ impl Dlmalloc {
                 say!(t, "small bin {idx} has chunk {p:#x}: exact fit");
                 self.unlink_first_small_chunk(b, p, idx)?;
                 self.set_inuse_and_pinuse(p, small_index2size(idx))?;
-                return Ok(Some(p + 16));
+                return Ok(Some(p.wrapping_add(16)));
             } else if nb > self.dvsize() {
                 if smallbits != 0 {
                     let leftbits = (smallbits << idx) & left_bits(1 << idx);
@@ -937,7 +937,7 @@ impl Dlmalloc {
                         self.set_inuse_and_pinuse(p, small_index2size(i))?;
                     } else {
                         self.set_size_and_pinuse_of_inuse_chunk(p, nb)?;
-                        let r = p + nb;
+                        let r = p.wrapping_add(nb);
                         self.set_size_and_pinuse_of_free_chunk(r, rsize)?;
                         say!(
                             t,
@@ -946,7 +946,7 @@ impl Dlmalloc {
                         );
                         self.replace_dv(r, rsize, t)?;
                     }
-                    return Ok(Some(p + 16));
+                    return Ok(Some(p.wrapping_add(16)));
                 } else if self.treemap() != 0 {
                     say!(
                         t,
@@ -955,6 +955,10 @@ impl Dlmalloc {
                     return self.tmalloc_small(nb, t).map(Some);
                 }
             }
+        } else if req >= MAX_REQUEST {
+            // dlmalloc sets nb to MAX_SIZE_T here so that sys_alloc fails.
+            say!(t, "{} is at or above MAX_REQUEST: fail", bytes(req));
+            return Ok(None);
         } else {
             nb = pad_request(req);
             say!(
@@ -975,7 +979,7 @@ impl Dlmalloc {
             let rsize = dvsize - nb;
             let p = self.dv();
             if rsize >= MIN_CHUNK_SIZE {
-                let r = p + nb;
+                let r = p.wrapping_add(nb);
                 self.set_dv(r, rsize);
                 self.set_size_and_pinuse_of_free_chunk(r, rsize)?;
                 self.set_size_and_pinuse_of_inuse_chunk(p, nb)?;
@@ -990,18 +994,18 @@ impl Dlmalloc {
                 self.set_inuse_and_pinuse(p, dvsize)?;
                 say!(t, "use all of the dv {p:#x} ({})", bytes(dvsize));
             }
-            return Ok(Some(p + 16));
+            return Ok(Some(p.wrapping_add(16)));
         }
         let topsize = self.topsize();
         if nb < topsize {
             let rsize = topsize - nb;
             let p = self.top();
-            let r = p + nb;
+            let r = p.wrapping_add(nb);
             self.set_top(r, rsize);
             self.set_head(r, rsize | PINUSE)?;
             self.set_size_and_pinuse_of_inuse_chunk(p, nb)?;
             say!(t, "split top {p:#x}: top is now {r:#x} ({})", bytes(rsize));
-            return Ok(Some(p + 16));
+            return Ok(Some(p.wrapping_add(16)));
         }
         self.sys_alloc(nb, t)
     }
@@ -1041,17 +1045,17 @@ impl Dlmalloc {
             bytes(self.params.mmap_threshold),
             bytes(mmsize)
         );
-        Ok(Some(p + 16))
+        Ok(Some(p.wrapping_add(16)))
     }
 
     fn init_top(&mut self, p: Addr, psize: u64) -> R<()> {
-        let offset = align_offset(p + 16);
-        let p = p + offset;
-        let psize = psize - offset;
+        let offset = align_offset(p.wrapping_add(16));
+        let p = p.wrapping_add(offset);
+        let psize = psize.wrapping_sub(offset);
         self.set_top(p, psize);
         self.set_head(p, psize | PINUSE)?;
         // The fake trailing chunk holding the overhead space.
-        self.set_head(p + psize, TOP_FOOT_SIZE)?;
+        self.set_head(p.wrapping_add(psize), TOP_FOOT_SIZE)?;
         self.set_st(ms::TRIM_CHECK, self.params.trim_threshold);
         Ok(())
     }
@@ -1137,9 +1141,9 @@ impl Dlmalloc {
                         t,
                         "new region at {tbase:#x} follows the segment holding top: grow it and top"
                     );
-                    self.set_word(sp + sg::SIZE, s + tsize)?;
+                    self.set_word(sp + sg::SIZE, s.wrapping_add(tsize))?;
                     let topsize = self.topsize();
-                    self.init_top(top, topsize + tsize)?;
+                    self.init_top(top, topsize.wrapping_add(tsize))?;
                 }
                 _ => {
                     if tbase < self.least_addr() {
@@ -1158,7 +1162,7 @@ impl Dlmalloc {
                                 "new region at {tbase:#x} ends where segment {oldbase:#x} starts: prepend"
                             );
                             self.set_word(sp + sg::BASE, tbase)?;
-                            self.set_word(sp + sg::SIZE, s + tsize)?;
+                            self.set_word(sp + sg::SIZE, s.wrapping_add(tsize))?;
                             return self.prepend_alloc(tbase, oldbase, nb, t).map(Some);
                         }
                         _ => {
@@ -1177,42 +1181,42 @@ impl Dlmalloc {
         if nb < topsize {
             let rsize = topsize - nb;
             let p = self.top();
-            let r = p + nb;
+            let r = p.wrapping_add(nb);
             self.set_top(r, rsize);
             self.set_head(r, rsize | PINUSE)?;
             self.set_size_and_pinuse_of_inuse_chunk(p, nb)?;
             say!(t, "split top {p:#x}: top is now {r:#x} ({})", bytes(rsize));
-            return Ok(Some(p + 16));
+            return Ok(Some(p.wrapping_add(16)));
         }
         Ok(None)
     }
 
     fn prepend_alloc(&mut self, newbase: Addr, oldbase: Addr, nb: u64, t: &mut Trail) -> R<Addr> {
         let p = newbase + align_offset(newbase + 16);
-        let mut oldfirst = oldbase + align_offset(oldbase + 16);
-        let psize = oldfirst - p;
+        let mut oldfirst = oldbase.wrapping_add(align_offset(oldbase.wrapping_add(16)));
+        let psize = oldfirst.wrapping_sub(p);
         let q = p + nb;
-        let mut qsize = psize - nb;
+        let mut qsize = psize.wrapping_sub(nb);
         self.set_size_and_pinuse_of_inuse_chunk(p, nb)?;
         if oldfirst == self.top() {
-            let tsize = self.topsize() + qsize;
+            let tsize = self.topsize().wrapping_add(qsize);
             self.set_top(q, tsize);
             self.set_head(q, tsize | PINUSE)?;
         } else if oldfirst == self.dv() {
-            let dsize = self.dvsize() + qsize;
+            let dsize = self.dvsize().wrapping_add(qsize);
             self.set_dv(q, dsize);
             self.set_size_and_pinuse_of_free_chunk(q, dsize)?;
         } else {
             if self.head(oldfirst)? & INUSE == PINUSE {
                 let nsize = self.chunksize(oldfirst)?;
                 self.unlink_chunk(oldfirst, nsize)?;
-                oldfirst += nsize;
-                qsize += nsize;
+                oldfirst = oldfirst.wrapping_add(nsize);
+                qsize = qsize.wrapping_add(nsize);
             }
             self.set_free_with_pinuse(q, qsize, oldfirst)?;
             self.insert_chunk(q, qsize, t)?;
         }
-        Ok(p + 16)
+        Ok(p.wrapping_add(16))
     }
 
     fn add_segment(&mut self, tbase: Addr, tsize: u64, mmapped: u64, t: &mut Trail) -> R<()> {
@@ -1220,16 +1224,16 @@ impl Dlmalloc {
         let Some(oldsp) = self.segment_holding(old_top)? else {
             return Err(self.corruption(format!("top {old_top:#x} is in no segment")));
         };
-        let old_end = self.seg_base(oldsp)? + self.seg_size(oldsp)?;
-        let rawsp = old_end - (SEGMENT_CHUNK + 4 * SIZE_T + CHUNK_ALIGN_MASK);
-        let asp = rawsp + align_offset(rawsp + 16);
-        let csp = if asp < old_top + MIN_CHUNK_SIZE {
+        let old_end = self.seg_base(oldsp)?.wrapping_add(self.seg_size(oldsp)?);
+        let rawsp = old_end.wrapping_sub(SEGMENT_CHUNK + 4 * SIZE_T + CHUNK_ALIGN_MASK);
+        let asp = rawsp.wrapping_add(align_offset(rawsp.wrapping_add(16)));
+        let csp = if asp < old_top.wrapping_add(MIN_CHUNK_SIZE) {
             old_top
         } else {
             asp
         };
-        let ss = csp + 16;
-        let mut p = csp + SEGMENT_CHUNK;
+        let ss = csp.wrapping_add(16);
+        let mut p = csp.wrapping_add(SEGMENT_CHUNK);
 
         self.init_top(tbase, tsize - TOP_FOOT_SIZE)?;
 
@@ -1237,7 +1241,7 @@ impl Dlmalloc {
         let head = self.seg_head();
         for off in [sg::BASE, sg::SIZE, sg::NEXT, sg::SFLAGS] {
             let v = self.word(head + off)?;
-            self.set_word(ss + off, v)?;
+            self.set_word(ss.wrapping_add(off), v)?;
         }
         self.set_word(head + sg::BASE, tbase)?;
         self.set_word(head + sg::SIZE, tsize)?;
@@ -1245,9 +1249,9 @@ impl Dlmalloc {
         self.set_word(head + sg::NEXT, ss)?;
 
         loop {
-            let nextp = p + SIZE_T;
+            let nextp = p.wrapping_add(SIZE_T);
             self.set_head(p, FENCEPOST_HEAD)?;
-            if nextp + SIZE_T < old_end {
+            if nextp.wrapping_add(SIZE_T) < old_end {
                 p = nextp;
             } else {
                 break;
@@ -1259,7 +1263,7 @@ impl Dlmalloc {
         );
         if csp != old_top {
             let q = old_top;
-            let psize = csp - old_top;
+            let psize = csp.wrapping_sub(old_top);
             self.set_free_with_pinuse(q, psize, csp)?;
             say!(
                 t,
@@ -1388,20 +1392,20 @@ impl Dlmalloc {
         if h & PINUSE == 0 {
             let prevsize = self.word(p)?;
             if h & INUSE == 0 {
-                let total = psize + prevsize + MMAP_FOOT_PAD;
-                if self.sys.unmap(p - prevsize, total) {
+                let total = psize.wrapping_add(prevsize).wrapping_add(MMAP_FOOT_PAD);
+                if self.sys.unmap(p.wrapping_sub(prevsize), total) {
                     self.sub_footprint(total);
                     say!(
                         t,
                         "directly mapped: munmap {} at {:#x}",
                         bytes(total),
-                        p - prevsize
+                        p.wrapping_sub(prevsize)
                     );
                 }
                 return Ok(());
             }
             let prev = p.wrapping_sub(prevsize);
-            psize += prevsize;
+            psize = psize.wrapping_add(prevsize);
             p = prev;
             if !self.ok_address(prev) {
                 return Err(self.corruption(format!("previous chunk {prev:#x} below the heap")));
@@ -1423,7 +1427,7 @@ impl Dlmalloc {
         let nh = self.head(next)?;
         if nh & CINUSE == 0 {
             if next == self.top() {
-                let tsize = self.topsize() + psize;
+                let tsize = self.topsize().wrapping_add(psize);
                 self.set_top(p, tsize);
                 self.set_head(p, tsize | PINUSE)?;
                 if p == self.dv() {
@@ -1444,7 +1448,7 @@ impl Dlmalloc {
                 }
                 return Ok(());
             } else if next == self.dv() {
-                let dsize = self.dvsize() + psize;
+                let dsize = self.dvsize().wrapping_add(psize);
                 self.set_dv(p, dsize);
                 self.set_size_and_pinuse_of_free_chunk(p, dsize)?;
                 say!(
@@ -1455,7 +1459,7 @@ impl Dlmalloc {
                 return Ok(());
             } else {
                 let nsize = nh & !FLAG_BITS;
-                psize += nsize;
+                psize = psize.wrapping_add(nsize);
                 say!(t, "next chunk {next:#x} is free: unlink it and merge");
                 self.unlink_chunk(next, nsize)?;
                 self.set_size_and_pinuse_of_free_chunk(p, psize)?;
@@ -1490,14 +1494,14 @@ impl Dlmalloc {
         if h & PINUSE == 0 {
             let prevsize = self.word(p)?;
             if h & INUSE == 0 {
-                let total = psize + prevsize + MMAP_FOOT_PAD;
-                if self.sys.unmap(p - prevsize, total) {
+                let total = psize.wrapping_add(prevsize).wrapping_add(MMAP_FOOT_PAD);
+                if self.sys.unmap(p.wrapping_sub(prevsize), total) {
                     self.sub_footprint(total);
                 }
                 return Ok(());
             }
             let prev = p.wrapping_sub(prevsize);
-            psize += prevsize;
+            psize = psize.wrapping_add(prevsize);
             p = prev;
             if !self.ok_address(prev) {
                 return Err(self.corruption(format!("previous chunk {prev:#x} below the heap")));
@@ -1516,7 +1520,7 @@ impl Dlmalloc {
         let nh = self.head(next)?;
         if nh & CINUSE == 0 {
             if next == self.top() {
-                let tsize = self.topsize() + psize;
+                let tsize = self.topsize().wrapping_add(psize);
                 self.set_top(p, tsize);
                 self.set_head(p, tsize | PINUSE)?;
                 if p == self.dv() {
@@ -1525,14 +1529,14 @@ impl Dlmalloc {
                 say!(t, "give {p:#x} back to top (now {})", bytes(tsize));
                 return Ok(());
             } else if next == self.dv() {
-                let dsize = self.dvsize() + psize;
+                let dsize = self.dvsize().wrapping_add(psize);
                 self.set_dv(p, dsize);
                 self.set_size_and_pinuse_of_free_chunk(p, dsize)?;
                 say!(t, "give {p:#x} to the dv (now {})", bytes(dsize));
                 return Ok(());
             } else {
                 let nsize = nh & !FLAG_BITS;
-                psize += nsize;
+                psize = psize.wrapping_add(nsize);
                 self.unlink_chunk(next, nsize)?;
                 self.set_size_and_pinuse_of_free_chunk(p, psize)?;
                 if p == self.dv() {
@@ -1610,10 +1614,12 @@ impl Dlmalloc {
                 return Err(self.corruption("the segment list does not end".to_owned()));
             }
             if flags & USE_MMAP_BIT != 0 && flags & EXTERN_BIT == 0 {
-                let p = base + align_offset(base + 16);
+                let p = base.wrapping_add(align_offset(base.wrapping_add(16)));
                 let h = self.head(p)?;
                 let psize = h & !FLAG_BITS;
-                if h & INUSE == PINUSE && p.wrapping_add(psize) >= base + size - TOP_FOOT_SIZE {
+                if h & INUSE == PINUSE
+                    && p.wrapping_add(psize) >= base.wrapping_add(size).wrapping_sub(TOP_FOOT_SIZE)
+                {
                     if p == self.dv() {
                         self.set_dv(0, 0);
                     } else {
@@ -1648,29 +1654,32 @@ impl Dlmalloc {
         if is_small(nb) {
             return Ok(None);
         }
-        if oldsize >= nb + SIZE_T && oldsize - nb <= self.params.granularity << 1 {
+        if oldsize >= nb + SIZE_T && oldsize - nb <= self.params.granularity.saturating_mul(2) {
             say!(t, "mmapped chunk is big enough and not too big: keep it");
             return Ok(Some(oldp));
         }
         let offset = self.word(oldp)?;
-        let oldmmsize = oldsize + offset + MMAP_FOOT_PAD;
+        let oldmmsize = oldsize.wrapping_add(offset).wrapping_add(MMAP_FOOT_PAD);
         let Some(newmmsize) = nb
             .checked_add(6 * SIZE_T + CHUNK_ALIGN_MASK)
             .and_then(|n| n.checked_next_multiple_of(PAGE_SIZE))
         else {
             return Ok(None);
         };
-        let Some(cp) = self
-            .sys
-            .remap(&mut self.mem, oldp - offset, oldmmsize, newmmsize, true)
-        else {
+        let Some(cp) = self.sys.remap(
+            &mut self.mem,
+            oldp.wrapping_sub(offset),
+            oldmmsize,
+            newmmsize,
+            true,
+        ) else {
             return Ok(None);
         };
-        let newp = cp + offset;
-        let psize = newmmsize - offset - MMAP_FOOT_PAD;
+        let newp = cp.wrapping_add(offset);
+        let psize = newmmsize.wrapping_sub(offset).wrapping_sub(MMAP_FOOT_PAD);
         self.set_head(newp, psize)?;
-        self.set_head(newp + psize, FENCEPOST_HEAD)?;
-        self.set_head(newp + psize + SIZE_T, 0)?;
+        self.set_head(newp.wrapping_add(psize), FENCEPOST_HEAD)?;
+        self.set_head(newp.wrapping_add(psize).wrapping_add(SIZE_T), 0)?;
         if cp < self.least_addr() {
             self.set_st(ms::LEAST_ADDR, cp);
         }
@@ -1687,14 +1696,14 @@ impl Dlmalloc {
     fn try_realloc_chunk(&mut self, p: Addr, nb: u64, t: &mut Trail) -> R<Option<Addr>> {
         let h = self.head(p)?;
         let oldsize = h & !FLAG_BITS;
-        let next = p + oldsize;
+        let next = p.wrapping_add(oldsize);
         if h & INUSE == 0 {
             return self.mmap_resize(p, nb, t);
         }
         if oldsize >= nb {
             let rsize = oldsize - nb;
             if rsize >= MIN_CHUNK_SIZE {
-                let r = p + nb;
+                let r = p.wrapping_add(nb);
                 self.set_inuse(p, nb)?;
                 self.set_inuse(r, rsize)?;
                 say!(t, "shrink in place: free the last {}", bytes(rsize));
@@ -1706,10 +1715,10 @@ impl Dlmalloc {
         }
         if next == self.top() {
             let topsize = self.topsize();
-            if oldsize + topsize > nb {
-                let newsize = oldsize + topsize;
+            if oldsize.wrapping_add(topsize) > nb {
+                let newsize = oldsize.wrapping_add(topsize);
                 let newtopsize = newsize - nb;
-                let newtop = p + nb;
+                let newtop = p.wrapping_add(nb);
                 self.set_inuse(p, nb)?;
                 self.set_head(newtop, newtopsize | PINUSE)?;
                 self.set_top(newtop, newtopsize);
@@ -1722,18 +1731,18 @@ impl Dlmalloc {
             }
         } else if next == self.dv() {
             let dvs = self.dvsize();
-            if oldsize + dvs >= nb {
-                let dsize = oldsize + dvs - nb;
+            if oldsize.wrapping_add(dvs) >= nb {
+                let dsize = oldsize.wrapping_add(dvs).wrapping_sub(nb);
                 if dsize >= MIN_CHUNK_SIZE {
-                    let r = p + nb;
-                    let n = r + dsize;
+                    let r = p.wrapping_add(nb);
+                    let n = r.wrapping_add(dsize);
                     self.set_inuse(p, nb)?;
                     self.set_size_and_pinuse_of_free_chunk(r, dsize)?;
                     let nh = self.head(n)?;
                     self.set_head(n, nh & !PINUSE)?;
                     self.set_dv(r, dsize);
                 } else {
-                    self.set_inuse(p, oldsize + dvs)?;
+                    self.set_inuse(p, oldsize.wrapping_add(dvs))?;
                     self.set_dv(0, 0);
                 }
                 say!(t, "grow in place into the dv");
@@ -1743,14 +1752,14 @@ impl Dlmalloc {
             let nh = self.head(next)?;
             if nh & CINUSE == 0 {
                 let nextsize = nh & !FLAG_BITS;
-                if oldsize + nextsize >= nb {
-                    let rsize = oldsize + nextsize - nb;
+                if oldsize.wrapping_add(nextsize) >= nb {
+                    let rsize = oldsize.wrapping_add(nextsize).wrapping_sub(nb);
                     self.unlink_chunk(next, nextsize)?;
                     say!(t, "grow in place into the free chunk {next:#x}");
                     if rsize < MIN_CHUNK_SIZE {
-                        self.set_inuse(p, oldsize + nextsize)?;
+                        self.set_inuse(p, oldsize.wrapping_add(nextsize))?;
                     } else {
-                        let r = p + nb;
+                        let r = p.wrapping_add(nb);
                         self.set_inuse(p, nb)?;
                         self.set_inuse(r, rsize)?;
                         self.dispose_chunk(r, rsize, t)?;
@@ -1782,21 +1791,21 @@ impl Dlmalloc {
         let Some(mem) = self.internal_malloc(full, t)? else {
             return Ok(None);
         };
-        let mut p = mem - 16;
+        let mut p = mem.wrapping_sub(16);
         if mem & (alignment - 1) != 0 {
-            let br = ((mem + alignment - 1) & alignment.wrapping_neg()) - 16;
-            let pos = if br - p >= MIN_CHUNK_SIZE {
+            let br = (mem.wrapping_add(alignment - 1) & alignment.wrapping_neg()).wrapping_sub(16);
+            let pos = if br.wrapping_sub(p) >= MIN_CHUNK_SIZE {
                 br
             } else {
                 br + alignment
             };
             let newp = pos;
-            let leadsize = pos - p;
+            let leadsize = pos.wrapping_sub(p);
             let h = self.head(p)?;
-            let newsize = (h & !FLAG_BITS) - leadsize;
+            let newsize = (h & !FLAG_BITS).wrapping_sub(leadsize);
             if h & INUSE == 0 {
                 let pf = self.word(p)?;
-                self.set_word(newp, pf + leadsize)?;
+                self.set_word(newp, pf.wrapping_add(leadsize))?;
                 self.set_head(newp, newsize)?;
             } else {
                 self.set_inuse(newp, newsize)?;
@@ -1811,14 +1820,14 @@ impl Dlmalloc {
             let size = h & !FLAG_BITS;
             if size > nb + MIN_CHUNK_SIZE {
                 let rem = size - nb;
-                let r = p + nb;
+                let r = p.wrapping_add(nb);
                 self.set_inuse(p, nb)?;
                 self.set_inuse(r, rem)?;
                 say!(t, "give back the trailing {} at {r:#x}", bytes(rem));
                 self.dispose_chunk(r, rem, t)?;
             }
         }
-        Ok(Some(p + 16))
+        Ok(Some(p.wrapping_add(16)))
     }
 
     // ---- bookkeeping around the calls ----
@@ -1847,9 +1856,11 @@ impl Dlmalloc {
 
     /// Bytes the chunk at `mem` holds, its mapping included when directly mapped.
     fn held_by(&self, mem: Addr) -> u64 {
-        let p = mem - 16;
+        let p = mem.wrapping_sub(16);
         match self.head(p) {
-            Ok(h) if h & INUSE == 0 => (h & !FLAG_BITS) + self.word(p).unwrap_or(0) + MMAP_FOOT_PAD,
+            Ok(h) if h & INUSE == 0 => (h & !FLAG_BITS)
+                .saturating_add(self.word(p).unwrap_or(0))
+                .saturating_add(MMAP_FOOT_PAD),
             Ok(h) => h & !FLAG_BITS,
             Err(_) => 0,
         }
@@ -1971,7 +1982,7 @@ impl Allocator for Dlmalloc {
         } else {
             CHUNK_OVERHEAD
         };
-        let oc = (h & !FLAG_BITS) - overhead;
+        let oc = (h & !FLAG_BITS).saturating_sub(overhead);
         let n = oc.min(size);
         self.mem
             .copy_within(ptr, mem, n)
@@ -1995,7 +2006,10 @@ impl Allocator for Dlmalloc {
             )
         })?;
         let mem = self.allocate(total, 0, trail)?;
-        let mmapped = self.head(mem - 16).map(|h| h & INUSE == 0).unwrap_or(false);
+        let mmapped = self
+            .head(mem.wrapping_sub(16))
+            .map(|h| h & INUSE == 0)
+            .unwrap_or(false);
         if mmapped {
             say!(trail, "fresh mapping: already zero, no memset");
         } else {

@@ -741,3 +741,104 @@ fn inspect_decodes_headers_and_state() {
     assert_eq!(stat("virtual_memory_size"), 64 << 10);
     assert_eq!(stat("num_bytes_allocated"), 64 + 32);
 }
+
+#[test]
+fn extreme_values_in_the_state_and_the_chunks_never_panic() {
+    let mut h = heap();
+    let mut t = off();
+    let mut ps: Vec<Addr> = (0..30)
+        .map(|i| h.allocate(40 * i + 1, 0, &mut t).unwrap())
+        .collect();
+    ps.push(h.allocate(300 << 10, 0, &mut t).unwrap());
+    ps.push(h.allocate(100, 256, &mut t).unwrap());
+    for p in ps.iter().step_by(2) {
+        h.free(*p, &mut t).unwrap();
+    }
+    let start = h.system_start();
+    let values = [
+        0,
+        1,
+        7,
+        8,
+        0x80,
+        u64::MAX,
+        u64::MAX - 7,
+        u64::MAX - 15,
+        1 << 63,
+        start,
+        start + 0x100,
+    ];
+    // Every word of the malloc_state, then every word of the first 2 KiB of chunks.
+    let targets = (0..ms::SIZE / 8)
+        .map(|w| h.state_addr() + 8 * w)
+        .chain((0..256).map(|w| start + 8 * w));
+    for (k, addr) in targets.enumerate() {
+        let v = values[k % values.len()];
+        let mut g = h.clone();
+        g.memory_mut().write_u64(addr, v).unwrap();
+        let _ = g.validate();
+        assert!(g.inspect().check_tiling().is_empty());
+        let _ = g.allocate(24, 0, &mut t);
+        let _ = g.allocate(3000, 0, &mut t);
+        let _ = g.allocate(100, 64, &mut t);
+        for &p in &ps {
+            let _ = g.realloc(p, 500, &mut t);
+            let _ = g.free(p, &mut t);
+        }
+        let _ = g.allocate(400 << 10, 0, &mut t);
+        let _ = g.calloc(10, 10, &mut t);
+        let _ = g.validate();
+        let _ = g.inspect();
+    }
+}
+
+#[test]
+fn extreme_values_anywhere_never_panic() {
+    let mut h = heap_with(4096, 64 << 20);
+    let mut t = off();
+    let mut ps: Vec<Addr> = (0..60)
+        .map(|i| {
+            h.allocate((i * 97) % 1500 + 1, if i % 9 == 0 { 64 } else { 0 }, &mut t)
+                .unwrap()
+        })
+        .collect();
+    ps.push(h.allocate(300 << 10, 0, &mut t).unwrap());
+    let c = h.allocate(20000, 0, &mut t).unwrap();
+    ps.push(c);
+    for p in ps.iter().step_by(3) {
+        h.free(*p, &mut t).unwrap();
+    }
+    let (lo, hi) = (h.state_addr(), h.memory().end());
+    let words = (hi - lo) / 8;
+    let values = [
+        0,
+        1,
+        3,
+        0x1b,
+        u64::MAX,
+        u64::MAX - 7,
+        u64::MAX - 15,
+        1 << 63,
+        lo,
+        hi - 8,
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..1500u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut g = h.clone();
+        let addr = lo + 8 * (seed % words);
+        g.memory_mut()
+            .write_u64(addr, values[(round % values.len() as u64) as usize])
+            .unwrap();
+        let _ = g.validate();
+        let _ = g.inspect();
+        let p = ps[(seed % ps.len() as u64) as usize];
+        let _ = g.free(p, &mut t);
+        let _ = g.realloc(ps[(round % ps.len() as u64) as usize], seed % 5000, &mut t);
+        let _ = g.allocate(seed % 300, 0, &mut t);
+        let _ = g.allocate(seed % 70000, 32, &mut t);
+        let _ = g.validate();
+    }
+}
