@@ -23,6 +23,19 @@
 //! [`ErrorKind::Corrupted`] error and refuses further calls (it is poisoned); misuse that
 //! dlmalloc's `ok_address`/`ok_inuse`/`ok_next`/`ok_pinuse` checks catch in `free`/`realloc`
 //! (`USAGE_ERROR_ACTION`) is reported before anything is changed and leaves the heap usable.
+//!
+//! Where the model differs from the original, and why:
+//! - `free` makes all of dlmalloc's checks before changing anything (the original checks the
+//!   next chunk only after unlinking the previous one), so a refused free leaves no half-merge.
+//! - A pointer the model never handed out (or already freed) is refused even when its bytes
+//!   pass dlmalloc's checks; the original would go on and corrupt the heap. The message says so.
+//! - The "system" is modelled (see `system.rs`): `mmap` places regions first-fit in one address
+//!   range, `mremap` grows in place or moves, `HeapConfig.max` caps the bytes it holds. Where a
+//!   real kernel puts mappings is outside dlmalloc; layouts depend on it.
+//! - `mparams.magic` is a constant (the original derives it from the time); it is unused without
+//!   `FOOTERS`. `footprint_limit` stays 0: the system's limit plays that part.
+//! - Plywood's `num_bytes_allocated` is reported as dlmalloc's `malloc_stats` "in use bytes"
+//!   (footprint minus top and free chunks, so segment records and fenceposts count as used).
 
 mod check;
 mod inspect;
