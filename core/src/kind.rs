@@ -20,6 +20,8 @@ pub enum AllocatorKind {
     SegregatedFit,
     /// The Nutmeg machine's heap pool (nutmeg-run).
     NutmegPool,
+    /// Plywood's heap: Doug Lea's dlmalloc 2.8.6.
+    Dlmalloc,
 }
 
 impl AllocatorKind {
@@ -29,6 +31,7 @@ impl AllocatorKind {
         AllocatorKind::CheckedBump,
         AllocatorKind::SegregatedFit,
         AllocatorKind::NutmegPool,
+        AllocatorKind::Dlmalloc,
     ];
 
     /// The name used on the command line and in scenarios.
@@ -38,6 +41,7 @@ impl AllocatorKind {
             AllocatorKind::CheckedBump => "checked-bump",
             AllocatorKind::SegregatedFit => "segregated-fit",
             AllocatorKind::NutmegPool => "nutmeg-pool",
+            AllocatorKind::Dlmalloc => "dlmalloc",
         }
     }
 
@@ -48,6 +52,7 @@ impl AllocatorKind {
             AllocatorKind::CheckedBump => "SmallWorld CheckedBumpAllocator",
             AllocatorKind::SegregatedFit => "unstack (NASM educational malloc)",
             AllocatorKind::NutmegPool => "Nutmeg machine heap (nutmeg-run)",
+            AllocatorKind::Dlmalloc => "Plywood heap (dlmalloc 2.8.6)",
         }
     }
 
@@ -63,6 +68,8 @@ impl AllocatorKind {
             ),
             AllocatorKind::NutmegPool => {
                 Box::new(allocators::nutmeg_pool::NutmegPool::from_config(config)?)
+            AllocatorKind::Dlmalloc => {
+                Box::new(allocators::dlmalloc::Dlmalloc::from_config(config)?)
             }
         })
     }

@@ -4,3 +4,4 @@ pub mod bump;
 pub mod checked_bump;
 pub mod segregated_fit;
 pub mod nutmeg_pool;
+pub mod dlmalloc;
