@@ -350,13 +350,13 @@ impl eframe::App for HeapscopeApp {
                     ScrollArea::vertical().show(ui, |ui| {
                         section(ui, "This step", |ui| panels::this_step::show(ui, &view));
                         section(ui, "Inspector", |ui| {
-                            panels::inspector::show(ui, &view, &mut commands)
+                            panels::inspector::show(ui, &view, &mut commands);
                         });
                         section(ui, "Free lists", |ui| {
-                            panels::free_lists::show(ui, &view, &mut commands)
+                            panels::free_lists::show(ui, &view, &mut commands);
                         });
                         section(ui, "Allocator state", |ui| {
-                            panels::allocator_state::show(ui, &view)
+                            panels::allocator_state::show(ui, &view);
                         });
                     });
                 });

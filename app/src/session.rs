@@ -167,6 +167,11 @@ impl Session {
         })
     }
 
+    /// Whether the scenario has no operations.
+    pub fn is_empty(&self) -> bool {
+        self.scenario.ops.is_empty()
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.scenario.ops.len()
