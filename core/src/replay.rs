@@ -126,11 +126,20 @@ impl Replayer {
                 },
             },
             Op::Free { id } => {
-                let Some(old) = self.held.get(id).copied() else {
-                    return StepResult::Skipped(format!(
-                        "free(#{id}): the program holds no block #{id}"
-                    ));
+                // A freed id still names its old pointer: freeing it again is a real double free,
+                // passed to the allocator so it can do what the original does with one.
+                let (old, again) = match (self.held.get(id), self.freed.get(id)) {
+                    (Some(held), _) => (*held, false),
+                    (None, Some(freed)) => (*freed, true),
+                    (None, None) => {
+                        return StepResult::Skipped(format!(
+                            "free(#{id}): the program never held a block #{id}"
+                        ));
+                    }
                 };
+                if again {
+                    say!(trail, "#{id} was already freed: free({:#x}) again", old.ptr);
+                }
                 if let Some(v) = self.heap.check_free(old.ptr) {
                     violations.push(v);
                 }
@@ -218,5 +227,82 @@ impl Replayer {
 
     fn dangling(&self, id: Id) -> Option<Held> {
         self.freed.get(&id).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AllocatorKind, ErrorKind, HeapConfig, ViolationClass};
+
+    fn replayer(kind: AllocatorKind) -> Replayer {
+        Replayer::new(kind.build(&HeapConfig::default()).unwrap())
+    }
+
+    #[test]
+    fn a_second_free_of_an_id_reaches_the_allocator_as_a_double_free() {
+        let mut r = replayer(AllocatorKind::CheckedBump);
+        let mut t = Trail::on();
+        r.apply(
+            &Op::Alloc {
+                id: 1,
+                size: 8,
+                align: 0,
+            },
+            &mut t,
+        );
+        assert_eq!(
+            r.apply(&Op::Free { id: 1 }, &mut t).result,
+            StepResult::Done
+        );
+        let again = r.apply(&Op::Free { id: 1 }, &mut t);
+        assert!(matches!(&again.result, StepResult::Failed(e) if e.kind == ErrorKind::DoubleFree));
+        assert_eq!(again.violations.len(), 1);
+        assert_eq!(again.violations[0].class, ViolationClass::DoubleFree);
+        let never = r.apply(&Op::Free { id: 9 }, &mut t);
+        assert!(matches!(never.result, StepResult::Skipped(_)));
+    }
+
+    #[test]
+    fn reads_through_a_freed_id_are_uses_after_free_and_writes_land_in_memory() {
+        let mut r = replayer(AllocatorKind::CheckedBump);
+        let mut t = Trail::off();
+        let StepResult::Placed(ptr) = r
+            .apply(
+                &Op::Alloc {
+                    id: 1,
+                    size: 8,
+                    align: 0,
+                },
+                &mut t,
+            )
+            .result
+        else {
+            panic!("allocation failed");
+        };
+        let write = r.apply(
+            &Op::Write {
+                id: 1,
+                offset: 6,
+                bytes: vec![1, 2, 3],
+            },
+            &mut t,
+        );
+        assert_eq!(
+            write.violations[0].class,
+            ViolationClass::HeapBufferOverflow
+        );
+        assert_eq!(r.heap().memory().slice(ptr + 6, 2).unwrap(), &[1, 2]);
+        r.apply(&Op::Free { id: 1 }, &mut t);
+        let read = r.apply(
+            &Op::Read {
+                id: 1,
+                offset: 0,
+                len: 4,
+            },
+            &mut t,
+        );
+        assert_eq!(read.violations[0].class, ViolationClass::UseAfterFree);
+        assert_eq!(read.addr, Some(ptr));
     }
 }
