@@ -11,6 +11,7 @@ pub mod allocators;
 pub mod kind;
 pub mod layout;
 pub mod memory;
+pub mod metrics;
 pub mod replay;
 pub mod scenario;
 pub mod trace;
