@@ -17,17 +17,28 @@ pub enum AllocatorKind {
     Bump,
     /// SmallWorld's `CheckedBumpAllocator`.
     CheckedBump,
+    /// Substrate's freeing-bump allocator as in `sc-allocator` 39.
+    FreeingBump,
+    /// Tetcore's older form of Substrate's freeing-bump allocator.
+    FreeingBumpTetcore,
 }
 
 impl AllocatorKind {
     /// All variants, in the order the app lists them.
-    pub const ALL: &'static [AllocatorKind] = &[AllocatorKind::Bump, AllocatorKind::CheckedBump];
+    pub const ALL: &'static [AllocatorKind] = &[
+        AllocatorKind::Bump,
+        AllocatorKind::CheckedBump,
+        AllocatorKind::FreeingBump,
+        AllocatorKind::FreeingBumpTetcore,
+    ];
 
     /// The name used on the command line and in scenarios.
     pub fn name(self) -> &'static str {
         match self {
             AllocatorKind::Bump => "bump",
             AllocatorKind::CheckedBump => "checked-bump",
+            AllocatorKind::FreeingBump => "freeing-bump",
+            AllocatorKind::FreeingBumpTetcore => "freeing-bump-tetcore",
         }
     }
 
@@ -36,6 +47,8 @@ impl AllocatorKind {
         match self {
             AllocatorKind::Bump => "SmallWorld BumpAllocator",
             AllocatorKind::CheckedBump => "SmallWorld CheckedBumpAllocator",
+            AllocatorKind::FreeingBump => "Substrate sc-allocator 39",
+            AllocatorKind::FreeingBumpTetcore => "Tetcore (Substrate fork) freeing-bump",
         }
     }
 
@@ -46,6 +59,12 @@ impl AllocatorKind {
             AllocatorKind::CheckedBump => {
                 Box::new(allocators::checked_bump::CheckedBump::from_config(config)?)
             }
+            AllocatorKind::FreeingBump => {
+                Box::new(allocators::freeing_bump::FreeingBump::from_config(config)?)
+            }
+            AllocatorKind::FreeingBumpTetcore => Box::new(
+                allocators::freeing_bump::FreeingBump::tetcore_from_config(config)?,
+            ),
         })
     }
 }

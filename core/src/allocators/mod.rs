@@ -2,3 +2,4 @@
 
 pub mod bump;
 pub mod checked_bump;
+pub mod freeing_bump;
