@@ -63,7 +63,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::allocator::{AllocError, Allocator, ErrorKind, Request, Trail, bytes};
 use crate::layout::{
-    Block, BlockState, Field, Finding, FreeList, HeapLayout, Ledger, Marker, NativeStat, Stats,
+    Block, BlockState, Field, Finding, FreeList, HeapLayout, Ledger, LiveEntry, Marker, NativeStat,
+    Stats,
 };
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
@@ -582,8 +583,13 @@ impl FreeingBump {
     }
 
     fn try_free(&mut self, ptr: Addr, trail: &mut Trail) -> Result<(), Fail> {
+        // Take the ledger entry before reading the header: the two lookups are independent
+        // cache misses, and issuing this one first lets the CPU wait for both at once (it
+        // makes the model markedly faster on big heaps). Early refusals put the entry back.
+        let entry = self.ledger.on_free(ptr);
         let Some(header) = ptr.checked_sub(HEADER_SIZE) else {
             say!(trail, "{ptr:#x} has no room for a header before it");
+            self.unfree(ptr, entry);
             return Err((
                 Fault::Other("Invalid pointer for deallocation"),
                 ErrorKind::InvalidFree,
@@ -595,6 +601,7 @@ impl FreeingBump {
                 "header {header:#x} is outside the memory [0, {:#x})",
                 self.memory.len()
             );
+            self.unfree(ptr, entry);
             return Err((
                 Fault::Other("read out of heap bounds"),
                 ErrorKind::InvalidFree,
@@ -604,6 +611,7 @@ impl FreeingBump {
             Header::Occupied(order) => order,
             h @ Header::BadOrder(_) => {
                 say!(trail, "header {header:#x} reads {}", h.meaning());
+                self.unfree(ptr, entry);
                 return Err((Fault::Other("invalid order"), self.classify_bad_free(ptr)));
             }
             h @ Header::Free(_) => {
@@ -612,6 +620,7 @@ impl FreeingBump {
                     "header {header:#x} reads free ({}), not occupied",
                     h.meaning()
                 );
+                self.unfree(ptr, entry);
                 return Err((
                     Fault::Other("the allocation points to an empty header"),
                     self.classify_bad_free(ptr),
@@ -633,7 +642,6 @@ impl FreeingBump {
                 )
             })?;
         let held = order_size(order) + HEADER_SIZE;
-        self.ledger.on_free(ptr);
         if trail.is_on() {
             say!(
                 trail,
@@ -655,6 +663,14 @@ impl FreeingBump {
                 Fault::Other(self.flavour.underflow_message()),
                 ErrorKind::Corrupted,
             )),
+        }
+    }
+
+    /// Puts back a ledger entry taken by a free that was then refused.
+    fn unfree(&mut self, ptr: Addr, entry: Option<LiveEntry>) {
+        if let Some(e) = entry {
+            // Re-adding what was just taken restores every counter (peaks included).
+            self.ledger.on_alloc(ptr, e.requested, e.held);
         }
     }
 
@@ -1839,7 +1855,14 @@ mod tests {
         let findings = heap.validate();
         assert!(!findings.is_empty());
         assert!(heap.inspect().check_tiling().is_empty());
+        let before = heap.stats();
         let err = free(&mut heap, c).unwrap_err();
+        assert_eq!(
+            heap.stats(),
+            before,
+            "a refused free leaves the block live in the ledger"
+        );
+        assert_eq!(heap.usable_size(c), None);
         assert_eq!(
             (err.kind, err.message.as_str()),
             (ErrorKind::Corrupted, "Other: invalid order")
