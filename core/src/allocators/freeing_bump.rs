@@ -56,8 +56,21 @@
 //! - There is no native realloc or calloc: the trait's defaults (allocate + copy + free,
 //!   allocate + zero) are what a wasm runtime's `GlobalAlloc` does on top of this allocator.
 //!
-//! [`HeapLayout::free_lists`] lists every order's list (23 or 22 of them, in order); its nodes
-//! are *header* addresses, as the links in memory are.
+//! # Errors, poisoning and what the UI sees
+//!
+//! Messages are the originals' `Error` `Display` texts ("Allocator ran out of space",
+//! "Requested allocation size is too large", "Other: Invalid header pointer detected", "Other:
+//! the allocator has been poisoned", ...). The [`ErrorKind`] is the model's reading of the
+//! situation: a refused `free` of a pointer the ledger holds live is [`ErrorKind::Corrupted`]
+//! (its header was overwritten), of a header on a free list [`ErrorKind::DoubleFree`], else
+//! [`ErrorKind::InvalidFree`]. Calls are numbered from 1 (refused ones included), and
+//! [`HeapLayout::poisoned`] names the call, its request and the error that poisoned the allocator.
+//!
+//! [`Allocator::inspect`] walks the headers from `heap_base` to the bumper (a free block's size
+//! comes from the list it is on), shows the bytes below `heap_base` as metadata and those from
+//! the bumper to the memory's end as unused, and lists every order's free list (23 or 22 of
+//! them, in order) with *header* addresses as nodes, as the links in memory are.
+//! [`Allocator::validate`] checks those walks against each other and against the ledger.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
