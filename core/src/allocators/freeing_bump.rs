@@ -503,8 +503,11 @@ impl FreeingBump {
                 say!(trail, "{} -> order {order} ({})", bytes(size), bytes(block));
                 say!(
                     trail,
-                    "order {order}: pop {at:#x} from free list[{order}], next {}",
-                    Header::Free(next).meaning()
+                    "order {order}: pop {at:#x} from free list[{order}], {}",
+                    match next {
+                        NIL_MARKER => "which is now empty".to_owned(),
+                        next => format!("next {next:#x}"),
+                    }
                 );
             }
             at
@@ -1648,7 +1651,7 @@ mod tests {
         heap.allocate(16, 0, &mut t).unwrap();
         assert!(
             t.lines()
-                .contains(&"order 1: pop 0x10 from free list[1], next end of list".to_owned()),
+                .contains(&"order 1: pop 0x10 from free list[1], which is now empty".to_owned()),
             "{:?}",
             t.lines()
         );
@@ -1673,6 +1676,33 @@ mod tests {
             t.lines()[0].starts_with("refused: poisoned since call #7 allocate(65536)"),
             "{:?}",
             t.lines()
+        );
+    }
+
+    #[test]
+    fn the_trail_follows_links_through_pushes_and_pops() {
+        let mut heap = substrate(0, 1, None);
+        let mut t = Trail::on();
+        let a = heap.allocate(9, 0, &mut t).unwrap();
+        let b = heap.allocate(9, 0, &mut t).unwrap();
+        heap.free(a, &mut t).unwrap();
+        t.take();
+        heap.free(b, &mut t).unwrap();
+        assert_eq!(
+            t.take(),
+            vec![
+                "free(0x20): header 0x18 says occupied, order 1 (16 B)",
+                "push 0x18 on free list[1]: header 0x18 = next free -> 0x0",
+            ]
+        );
+        heap.allocate(16, 0, &mut t).unwrap();
+        assert_eq!(
+            t.take(),
+            vec![
+                "16 B -> order 1 (16 B)",
+                "order 1: pop 0x18 from free list[1], next 0x0",
+                "header 0x18 = occupied, order 1; return 0x20",
+            ]
         );
     }
 
