@@ -16,12 +16,16 @@ pub enum AllocatorKind {
     Bump,
     /// SmallWorld's `CheckedBumpAllocator`.
     CheckedBump,
+    /// Substrate's freeing-bump allocator as in `sc-allocator` 39.
+    FreeingBump,
+    /// Tetcore's older form of Substrate's freeing-bump allocator.
+    FreeingBumpTetcore,
     /// unstack's NASM malloc: segregated bins, first fit, forward merge.
     SegregatedFit,
-    /// The Nutmeg machine's heap pool (nutmeg-run).
-    NutmegPool,
     /// Plywood's heap: Doug Lea's dlmalloc 2.8.6.
     Dlmalloc,
+    /// The Nutmeg machine's heap pool (nutmeg-run).
+    NutmegPool,
 }
 
 impl AllocatorKind {
@@ -29,9 +33,11 @@ impl AllocatorKind {
     pub const ALL: &'static [AllocatorKind] = &[
         AllocatorKind::Bump,
         AllocatorKind::CheckedBump,
+        AllocatorKind::FreeingBump,
+        AllocatorKind::FreeingBumpTetcore,
         AllocatorKind::SegregatedFit,
-        AllocatorKind::NutmegPool,
         AllocatorKind::Dlmalloc,
+        AllocatorKind::NutmegPool,
     ];
 
     /// The name used on the command line and in scenarios.
@@ -42,6 +48,8 @@ impl AllocatorKind {
             AllocatorKind::SegregatedFit => "segregated-fit",
             AllocatorKind::NutmegPool => "nutmeg-pool",
             AllocatorKind::Dlmalloc => "dlmalloc",
+            AllocatorKind::FreeingBump => "freeing-bump",
+            AllocatorKind::FreeingBumpTetcore => "freeing-bump-tetcore",
         }
     }
 
@@ -53,6 +61,8 @@ impl AllocatorKind {
             AllocatorKind::SegregatedFit => "unstack (NASM educational malloc)",
             AllocatorKind::NutmegPool => "Nutmeg machine heap (nutmeg-run)",
             AllocatorKind::Dlmalloc => "Plywood heap (dlmalloc 2.8.6)",
+            AllocatorKind::FreeingBump => "Substrate sc-allocator 39",
+            AllocatorKind::FreeingBumpTetcore => "Tetcore (Substrate fork) freeing-bump",
         }
     }
 
@@ -72,6 +82,12 @@ impl AllocatorKind {
             AllocatorKind::Dlmalloc => {
                 Box::new(allocators::dlmalloc::Dlmalloc::from_config(config)?)
             }
+            AllocatorKind::FreeingBump => {
+                Box::new(allocators::freeing_bump::FreeingBump::from_config(config)?)
+            }
+            AllocatorKind::FreeingBumpTetcore => Box::new(
+                allocators::freeing_bump::FreeingBump::tetcore_from_config(config)?,
+            ),
         })
     }
 }

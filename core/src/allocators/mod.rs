@@ -5,3 +5,4 @@ pub mod checked_bump;
 pub mod dlmalloc;
 pub mod nutmeg_pool;
 pub mod segregated_fit;
+pub mod freeing_bump;
