@@ -3,6 +3,6 @@
 pub mod bump;
 pub mod checked_bump;
 pub mod dlmalloc;
+pub mod freeing_bump;
 pub mod nutmeg_pool;
 pub mod segregated_fit;
-pub mod freeing_bump;
