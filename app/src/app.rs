@@ -219,6 +219,7 @@ impl HeapscopeApp {
                     self.settings.hidden.push(kind);
                 }
             }
+            Command::ToggleSharedScale => self.settings.shared_scale = !self.settings.shared_scale,
             Command::ToggleTheme => {
                 self.settings.dark = !self.settings.dark;
                 self.apply_theme(ctx);

@@ -45,6 +45,8 @@ pub enum Command {
     Select(Option<Selection>),
     /// Show or hide an allocator's lane.
     ToggleLane(AllocatorKind),
+    /// Switch the heap map between one shared byte scale and one fitted scale per lane.
+    ToggleSharedScale,
     /// Switch between dark and light.
     ToggleTheme,
     /// Dismiss the error banner.

@@ -22,6 +22,8 @@ pub struct Settings {
     pub hidden: Vec<AllocatorKind>,
     /// Whether the scenario description panel is open.
     pub show_description: bool,
+    /// Whether every lane of the heap map uses one bytes-per-pixel scale.
+    pub shared_scale: bool,
 }
 
 impl Default for Settings {
@@ -32,6 +34,7 @@ impl Default for Settings {
             recent: Vec::new(),
             hidden: Vec::new(),
             show_description: true,
+            shared_scale: false,
         }
     }
 }

@@ -20,59 +20,67 @@ const BAR_HEIGHT: f32 = 34.0;
 /// Pixels per byte from which bytes are drawn in hex.
 const HEX_ZOOM: f64 = 18.0;
 
-/// The shared window onto every lane's address space, as offsets from each lane's start.
+/// The window onto the lanes, in units of each lane's fitted span: `start` 0 and `span` 1 show
+/// exactly the part of the heap in use. Zooming and panning change these, so the view keeps
+/// following the heaps as they grow.
 #[derive(Debug, Clone, Copy)]
 struct MapView {
-    /// First byte offset shown.
     start: f64,
-    /// Bytes across the full width.
     span: f64,
-    /// Whether the view follows the heaps' used extent (until the user zooms or pans).
-    follow: bool,
 }
 
 impl Default for MapView {
     fn default() -> Self {
         Self {
             start: 0.0,
-            span: 256.0,
-            follow: true,
+            span: 1.0,
         }
     }
 }
 
-/// Bytes from the start of the extent that are worth drawing: up to the last byte in use.
-fn used_span(layout: &HeapLayout) -> u64 {
-    let last_used = layout
+/// Large allocator bookkeeping at the heap's start (dlmalloc's state) is skipped when fitting.
+const SKIP_LEADING_METADATA: u64 = 1024;
+
+/// The part of a lane worth drawing when fitted: from the heap's start (past a large leading
+/// metadata block) to the end of the last block the program holds or held, leaving out free
+/// space, the top chunk and never-used space at the end.
+fn fit_window(layout: &HeapLayout) -> (Addr, u64) {
+    let lo = match layout.blocks.first() {
+        Some(b) if b.state == BlockState::Metadata && b.size() > SKIP_LEADING_METADATA => {
+            b.range.end
+        }
+        _ => layout.extent.start,
+    };
+    let occupied =
+        |s: BlockState| !matches!(s, BlockState::Unused | BlockState::Top | BlockState::Free);
+    let hi = layout
         .blocks
         .iter()
         .rev()
-        .find(|b| b.state != BlockState::Unused)
-        .map_or(layout.extent.start, |b| b.range.end);
-    let marker = layout.markers.iter().map(|m| m.addr).max().unwrap_or(0);
-    last_used.max(marker).saturating_sub(layout.extent.start)
+        .find(|b| occupied(b.state))
+        .map_or(lo, |b| b.range.end);
+    (lo, hi.saturating_sub(lo))
 }
 
 /// Draws every visible lane and the legend.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let id = ui.scope_id().with("heap_map_view");
     let mut map: MapView = ui.data_mut(|d| *d.get_temp_mut_or_default(id));
-    if map.follow {
-        let widest = view
-            .visible_lanes()
-            .map(|l| used_span(&l.layout))
-            .max()
-            .unwrap_or(0);
-        map.start = 0.0;
-        map.span = ((widest as f64) * 1.08).max(64.0);
-    }
+    let shared = view.settings.shared_scale;
+    let widest = view
+        .visible_lanes()
+        .map(|l| fit_window(&l.layout).1)
+        .max()
+        .unwrap_or(0);
 
     for lane in view.visible_lanes() {
+        let (lo, own) = fit_window(&lane.layout);
+        let fit_bytes = ((if shared { widest } else { own }) as f64 * 1.1).max(64.0);
         lane_header(ui, lane);
-        lane_bar(ui, view, lane, &mut map, commands);
+        lane_bar(ui, view, lane, lo, fit_bytes, &mut map, commands);
         ui.add_space(6.0);
     }
-    legend(ui);
+    legend(ui, view, commands);
     ui.data_mut(|d| d.insert_temp(id, map));
 }
 
@@ -116,7 +124,16 @@ fn lane_header(ui: &mut Ui, lane: &Lane) {
     });
 }
 
-fn lane_bar(ui: &mut Ui, view: &View<'_>, lane: &Lane, map: &mut MapView, commands: &mut Commands) {
+#[allow(clippy::too_many_arguments)]
+fn lane_bar(
+    ui: &mut Ui,
+    view: &View<'_>,
+    lane: &Lane,
+    lo: Addr,
+    fit_bytes: f64,
+    map: &mut MapView,
+    commands: &mut Commands,
+) {
     let dark = ui.visuals().dark_mode;
     let (response, painter) = ui.allocate_painter(
         Vec2::new(ui.available_width(), BAR_HEIGHT + 14.0),
@@ -127,9 +144,9 @@ fn lane_bar(ui: &mut Ui, view: &View<'_>, lane: &Lane, map: &mut MapView, comman
         Vec2::new(response.rect.width(), BAR_HEIGHT),
     );
     let layout = &lane.layout;
-    let origin = layout.extent.start as f64;
-    let px_per_byte = f64::from(rect.width()) / map.span;
-    let view_start = map.start;
+    let origin = lo as f64;
+    let px_per_byte = f64::from(rect.width()) / (map.span * fit_bytes);
+    let view_start = map.start * fit_bytes;
     let x_of =
         |addr: Addr| rect.left() + ((addr as f64 - origin - view_start) * px_per_byte) as f32;
     let addr_of =
@@ -287,19 +304,18 @@ fn lane_bar(ui: &mut Ui, view: &View<'_>, lane: &Lane, map: &mut MapView, comman
     if let Some(pos) = response.hover_pos() {
         let scroll = ui.input(|i| i.smooth_scroll_delta.y);
         if scroll != 0.0 {
-            let at = map.start + f64::from(pos.x - rect.left()) / px_per_byte;
+            let t = f64::from((pos.x - rect.left()) / rect.width());
+            let at = map.start + t * map.span;
             let factor = (-f64::from(scroll) * 0.004).exp();
-            map.span = (map.span * factor).clamp(8.0, 1e13);
-            map.start = at - f64::from(pos.x - rect.left()) * map.span / f64::from(rect.width());
-            map.follow = false;
+            map.span = (map.span * factor).clamp(4.0 / fit_bytes, 1e6);
+            map.start = at - t * map.span;
         }
     }
     if response.dragged() {
-        map.start -= f64::from(response.drag_delta().x) / px_per_byte;
-        map.follow = false;
+        map.start -= f64::from(response.drag_delta().x / rect.width()) * map.span;
     }
     if response.double_clicked() {
-        map.follow = true;
+        *map = MapView::default();
     }
     if response.clicked()
         && let Some(pos) = response.interact_pointer_pos()
@@ -445,7 +461,7 @@ fn block_tooltip(ui: &mut Ui, block: &Block, addr: Addr) {
         });
 }
 
-fn legend(ui: &mut Ui) {
+fn legend(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let dark = ui.visuals().dark_mode;
     ui.horizontal_wrapped(|ui| {
         for &state in palette::LEGEND {
@@ -464,9 +480,21 @@ fn legend(ui: &mut Ui) {
         ui.painter().rect_filled(rect, 2.0, palette::PROBLEM);
         ui.label(RichText::new("bad access").small());
     });
-    ui.label(
-        RichText::new("Wheel: zoom · drag: pan · double-click: fit · click: inspect")
-            .weak()
-            .small(),
-    );
+    ui.horizontal(|ui| {
+        let mut shared = view.settings.shared_scale;
+        if ui
+            .checkbox(&mut shared, "one byte scale for all")
+            .on_hover_text(
+                "Draw every allocator on the same bytes-per-pixel scale, to compare footprints",
+            )
+            .changed()
+        {
+            commands.push(Command::ToggleSharedScale);
+        }
+        ui.label(
+            RichText::new("Wheel: zoom · drag: pan · double-click: fit · click: inspect")
+                .weak()
+                .small(),
+        );
+    });
 }
