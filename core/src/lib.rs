@@ -8,6 +8,7 @@
 pub mod access;
 pub mod allocator;
 pub mod allocators;
+pub mod import;
 pub mod kind;
 pub mod layout;
 pub mod memory;
@@ -25,7 +26,8 @@ pub use layout::{
 pub use memory::{Memory, OutOfBounds};
 pub use replay::{Replayer, Step, StepResult};
 pub use scenario::{Scenario, ScenarioError};
-pub use trace::{Id, Op};
+pub use import::{Format, ImportError};
+pub use trace::{Flag, Id, Op, Trace};
 
 /// An address in a model's address space.
 pub type Addr = u64;
