@@ -19,6 +19,7 @@ pub mod trace;
 
 pub use access::{Access, BadRange, Violation, ViolationClass};
 pub use allocator::{AllocError, Allocator, ErrorKind, Outcome, Request, Trail};
+pub use import::{Format, ImportError};
 pub use kind::{AllocatorKind, ConfigError, HeapConfig};
 pub use layout::{
     Block, BlockState, Field, Finding, FreeList, HeapLayout, Marker, NativeStat, Stats,
@@ -26,7 +27,6 @@ pub use layout::{
 pub use memory::{Memory, OutOfBounds};
 pub use replay::{Replayer, Step, StepResult};
 pub use scenario::{Scenario, ScenarioError};
-pub use import::{Format, ImportError};
 pub use trace::{Flag, Id, Op, Trace};
 
 /// An address in a model's address space.

@@ -96,8 +96,10 @@ impl TryFrom<RawScenario> for Scenario {
 
     fn try_from(raw: RawScenario) -> Result<Self, Self::Error> {
         if raw.trace.is_some() && !(raw.ops.is_empty() && raw.flags.is_empty()) {
-            return Err("a scenario takes its operations either inline (`ops`) or from a \
-                        `trace` file, not both");
+            return Err(
+                "a scenario takes its operations either inline (`ops`) or from a \
+                        `trace` file, not both",
+            );
         }
         if raw.format.is_some() && raw.trace.is_none() {
             return Err("`format` names the format of a `trace` file, and there is none");
@@ -344,7 +346,10 @@ mod tests {
         assert_eq!(scenario.flags[0].step, 2);
         // Saved, it keeps pointing at the trace instead of inlining it.
         let saved = scenario.to_ron().unwrap();
-        assert!(saved.contains("traces/t.log") && !saved.contains("Free"), "{saved}");
+        assert!(
+            saved.contains("traces/t.log") && !saved.contains("Free"),
+            "{saved}"
+        );
         let reread = Scenario::from_ron(&saved, &path).unwrap();
         assert_eq!(reread.trace, scenario.trace);
         assert!(reread.ops.is_empty());

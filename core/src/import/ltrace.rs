@@ -10,6 +10,9 @@
 //! returned ends with `<no return ...>`. `+++ exited ... +++` and `--- SIGSEGV ... ---` are
 //! ignored, and villoc's annotations `@villoc(text) = <void>` become [`Op::Mark`]s.
 //!
+//! Arguments past the ones the function takes are ignored: ltrace prints some when it has no
+//! prototype for the function (`aligned_alloc(64, 100, 0x55f43f7c4010, 0)`).
+//!
 //! Calls of other functions are skipped, like villoc does. Lines that are not ltrace lines at
 //! all (program output mixed in, say) are flagged and skipped; a text without a single ltrace
 //! line is refused. A heap call whose arguments do not read is refused with its line.
@@ -64,15 +67,15 @@ fn strip_prefixes(mut text: &str) -> (Option<u64>, &str) {
             text = rest;
             continue;
         }
-        let (token, rest) = text
-            .split_once(char::is_whitespace)
-            .unwrap_or((text, ""));
+        let (token, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
         if rest.is_empty() {
             return (pid, text);
         }
         // A pid (`ltrace -f -o`), or a time stamp: `12:34:56`, `12:34:56.123456`, `0.000123`.
         if token.starts_with(|c: char| c.is_ascii_digit())
-            && token.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '.')
+            && token
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
         {
             if pid.is_none() && token.chars().all(|c| c.is_ascii_digit()) {
                 pid = token.parse().ok();
@@ -217,13 +220,18 @@ fn read_call(no: usize, name: &str, args: &str) -> Result<Option<Call>, ImportEr
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .collect();
-    let values: Option<Vec<u64>> = parts.iter().map(|a| number(a)).collect();
+    let values: Option<Vec<u64>> = parts.iter().take(count).map(|a| number(a)).collect();
+    // ltrace prints more arguments than the function takes when it has no prototype for it
+    // (`aligned_alloc(64, 100, 0x55f43f7c4010, 0)`): the extra ones are register garbage.
     let values = match values {
-        Some(values) if values.len() == count => values,
+        Some(values) if values.len() >= count => values,
         _ => {
             return Err(syntax(
                 no,
-                format!("expected `{form}` with numbers, found `{name}({})`", clip(args)),
+                format!(
+                    "expected `{form}` with numbers, found `{name}({})`",
+                    clip(args)
+                ),
             ));
         }
     };
@@ -301,7 +309,10 @@ pub(super) fn import(text: &str) -> Result<Trace, ImportError> {
         if name != "free" {
             imp.out.flag(
                 p.line,
-                format!("{name}({}) never returned: the trace ends first", p.args.trim()),
+                format!(
+                    "{name}({}) never returned: the trace ends first",
+                    p.args.trim()
+                ),
             );
         }
     }
@@ -311,7 +322,19 @@ pub(super) fn import(text: &str) -> Result<Trace, ImportError> {
 impl Importer {
     fn entry(&mut self, no: usize, pid: Option<u64>, entry: Entry<'_>) -> Result<(), ImportError> {
         match entry {
-            Entry::Event | Entry::Other { .. } => Ok(()),
+            Entry::Event => Ok(()),
+            Entry::Other { name } => {
+                if shape(name).is_some() {
+                    self.out.flag(
+                        no,
+                        format!(
+                            "a `{name}(` call that does not read to its result (program output \
+                             mixed in?): skipped"
+                        ),
+                    );
+                }
+                Ok(())
+            }
             Entry::Call { name, args, ret } => self.call(no, name, args, ret),
             Entry::Unfinished {
                 name: "@villoc", ..
@@ -614,10 +637,17 @@ free(nil) = <void>
         let flags = messages(&trace);
         assert_eq!(flags.len(), 3, "{flags:?}");
         assert!(flags[0].1.starts_with("line 4: free of 0x30"), "{flags:?}");
-        assert!(flags[1].1.starts_with("line 9: `<... calloc resumed>` follows no"));
+        assert!(
+            flags[1]
+                .1
+                .starts_with("line 9: `<... calloc resumed>` follows no")
+        );
         assert_eq!(
             flags[2],
-            (4, "line 10: calloc(2, 2) never returned: the trace ends first".to_owned())
+            (
+                4,
+                "line 10: calloc(2, 2) never returned: the trace ends first".to_owned()
+            )
         );
     }
 
@@ -641,9 +671,15 @@ free(0x10 <no return ...>
         );
         let flags = messages(&trace);
         let expect: [(usize, &str); 6] = [
-            (1, "line 2: malloc(1099511627776) failed in the traced program"),
+            (
+                1,
+                "line 2: malloc(1099511627776) failed in the traced program",
+            ),
             (1, "line 3: calloc(1, 2) failed"),
-            (1, "line 4: realloc(0x10, 4096) failed in the traced program: the block stays"),
+            (
+                1,
+                "line 4: realloc(0x10, 4096) failed in the traced program: the block stays",
+            ),
             (1, "line 5: malloc(8) returned `<error>`, not a pointer"),
             (2, "line 7: free(0x10) never returned"),
             (2, "line 7: double free of #1 (0x10)"),
@@ -681,9 +717,21 @@ free(0x77) = <void>
         );
         let flags = messages(&trace);
         assert_eq!(flags.len(), 4, "{flags:#?}");
-        assert!(flags[0].1.starts_with("line 4: 0x10 is handed out again while #2"));
-        assert!(flags[1].1.starts_with("line 5: realloc of 0x99, which the trace never saw"));
-        assert!(flags[2].1.starts_with("line 6: free of 0x77, which the trace never saw"));
+        assert!(
+            flags[0]
+                .1
+                .starts_with("line 4: 0x10 is handed out again while #2")
+        );
+        assert!(
+            flags[1]
+                .1
+                .starts_with("line 5: realloc of 0x99, which the trace never saw")
+        );
+        assert!(
+            flags[2]
+                .1
+                .starts_with("line 6: free of 0x77, which the trace never saw")
+        );
         assert_eq!(flags[3], (6, "line 7: double free of #5 (0x77)".to_owned()));
     }
 
@@ -700,7 +748,8 @@ free(0x77) = <void>
         for (text, line, needle) in [
             ("malloc(4) = 0x10\nmalloc(a) = 0x20\n", 2, "`malloc(SIZE)`"),
             ("calloc(4) = 0x20\n", 1, "`calloc(COUNT, SIZE)`"),
-            ("free(0x10, 3) = <void>\n", 1, "`free(PTR)`"),
+            ("free() = <void>\n", 1, "`free(PTR)`"),
+            ("free(x, 0x10) = <void>\n", 1, "`free(PTR)`"),
             ("\nhello\nworld\n", 2, "found none"),
         ] {
             let err = import(text).unwrap_err();
@@ -708,12 +757,136 @@ free(0x77) = <void>
             assert!(err.to_string().contains(needle), "{text:?}: {err}");
         }
         assert!(import("").unwrap().ops.is_empty());
+        // ltrace and the program writing to one terminal: glibc's message splits the line.
+        let mixed = "malloc(8) = 0x10\nfree(0x10) = <void>\n\
+                     free(0x10free(): double free detected in tcache 2\n <no return ...>\n";
+        let trace = import(mixed).unwrap();
+        assert_eq!(trace.ops.len(), 2);
+        let flags = messages(&trace);
+        assert_eq!(flags.len(), 2, "{flags:?}");
+        assert!(
+            flags[0]
+                .1
+                .starts_with("line 3: a `free(` call that does not read")
+        );
+        assert!(flags[1].1.starts_with("line 4: not an ltrace line"));
     }
 
     #[test]
     fn prefixes_are_stripped() {
-        assert_eq!(strip_prefixes("[pid 12] 0.000123 malloc(1)"), (Some(12), "malloc(1)"));
-        assert_eq!(strip_prefixes("34 12:00:01 [0x4005d4] free(0)"), (Some(34), "free(0)"));
+        assert_eq!(
+            strip_prefixes("[pid 12] 0.000123 malloc(1)"),
+            (Some(12), "malloc(1)")
+        );
+        assert_eq!(
+            strip_prefixes("34 12:00:01 [0x4005d4] free(0)"),
+            (Some(34), "free(0)")
+        );
         assert_eq!(strip_prefixes("malloc(1)"), (None, "malloc(1)"));
+    }
+
+    /// Written by ltrace 0.7.3 (`ltrace -f -o`) for a program of ours: the calls of
+    /// `reads_real_glibc_output` in the mtrace tests, a thread doing malloc(24)/free three
+    /// times beside the main thread doing malloc(40)/free three times, `puts`, and a double
+    /// free that glibc aborts in.
+    #[test]
+    fn reads_real_ltrace_output() {
+        let text = "\
+8827 malloc(16)                                  = 0x555d989752a0
+8827 calloc(4, 8)                                = 0x555d989752c0
+8827 realloc(0x555d989752a0, 64)                 = 0x555d989752f0
+8827 malloc(5)                                   = 0x555d989752a0
+8827 aligned_alloc(64, 100, 0x555d98975010, 0)   = 0x555d98975340
+8827 malloc(4611686018427387904)                 = 0
+8827 realloc(0x555d989752c0, 4611686018427387904) = 0
+8827 pthread_create(0x7ffe40006590, 0, 0x555d5a5aa1a9, 0) = 0
+8827 malloc(40 <unfinished ...>
+8828 malloc(24 <unfinished ...>
+8827 <... malloc resumed> )                      = 0x555d98975540
+8827 free(0x555d98975540)                        = <void>
+8827 malloc(40)                                  = 0x555d98975540
+8827 free(0x555d98975540)                        = <void>
+8827 malloc(40)                                  = 0x555d98975540
+8828 <... malloc resumed> )                      = 0x7f8564000b70
+8827 free(0x555d98975540 <unfinished ...>
+8828 free(0x7f8564000b70 <unfinished ...>
+8827 <... free resumed> )                        = <void>
+8827 pthread_join(0x7f85699fe6c0, 0, 0x555d98975, 1 <unfinished ...>
+8828 <... free resumed> )                        = <void>
+8828 malloc(24)                                  = 0x7f8564000b70
+8828 free(0x7f8564000b70)                        = <void>
+8828 malloc(24)                                  = 0x7f8564000b70
+8828 free(0x7f8564000b70)                        = <void>
+8828 +++ exited (status 0) +++
+8827 <... pthread_join resumed> )                = 0
+8827 puts(\"hello (world) = 3\")                   = 18
+8827 free(0x555d989752f0)                        = <void>
+8827 free(0x555d989752a0)                        = <void>
+8827 free(0x555d98975340)                        = <void>
+8827 free(0x555d989752c0)                        = <void>
+8827 malloc(0)                                   = 0x555d989752a0
+8827 realloc(0x555d989752a0, 0)                  = 0
+8827 malloc(8)                                   = 0x555d989752a0
+8827 free(0x555d989752a0)                        = <void>
+8827 free(0x555d989752a0 <no return ...>
+8827 --- SIGABRT (Aborted) ---
+8827 +++ killed by SIGABRT +++
+";
+        let trace = import(text).unwrap();
+        let free = |id| Op::Free { id };
+        assert_eq!(
+            trace.ops,
+            [
+                alloc(1, 16),
+                Op::Calloc {
+                    id: 2,
+                    count: 4,
+                    size: 8
+                },
+                Op::Realloc { id: 1, size: 64 },
+                alloc(3, 5),
+                Op::Alloc {
+                    id: 4,
+                    size: 100,
+                    align: 64
+                },
+                alloc(5, 40),
+                free(5),
+                alloc(6, 40),
+                free(6),
+                alloc(7, 40),
+                alloc(8, 24),
+                free(7),
+                free(8),
+                alloc(9, 24),
+                free(9),
+                alloc(10, 24),
+                free(10),
+                free(1),
+                free(3),
+                free(4),
+                free(2),
+                alloc(11, 0),
+                free(11),
+                alloc(12, 8),
+                free(12),
+                free(12),
+            ]
+        );
+        let flags = messages(&trace);
+        let expect: [(usize, &str); 4] = [
+            (5, "line 6: malloc(4611686018427387904) failed"),
+            (
+                5,
+                "line 7: realloc(0x555d989752c0, 4611686018427387904) failed",
+            ),
+            (25, "line 37: free(0x555d989752a0) never returned"),
+            (25, "line 37: double free of #12"),
+        ];
+        assert_eq!(flags.len(), expect.len(), "{flags:#?}");
+        for ((step, message), (want_step, want)) in flags.iter().zip(expect) {
+            assert_eq!(*step, want_step, "{message}");
+            assert!(message.starts_with(want), "{message} / {want}");
+        }
     }
 }

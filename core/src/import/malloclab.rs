@@ -161,7 +161,10 @@ fn parse_op(no: usize, text: &str) -> Result<Line, ImportError> {
             s.parse::<u64>().map_err(|_| {
                 syntax(
                     no,
-                    format!("expected a size in bytes (a whole number), found `{}`", clip(s)),
+                    format!(
+                        "expected a size in bytes (a whole number), found `{}`",
+                        clip(s)
+                    ),
                 )
             })
         })
@@ -272,7 +275,8 @@ mod tests {
 
     #[test]
     fn imports_every_operation_of_a_small_trace() {
-        let text = "20000\r\n3\r\n6\r\n1\r\na 0 512\r\na 1 128\r\nr 0 640\r\nf 1\r\nf -1\r\nf 0\r\n\r\n";
+        let text =
+            "20000\r\n3\r\n6\r\n1\r\na 0 512\r\na 1 128\r\nr 0 640\r\nf 1\r\nf -1\r\nf 0\r\n\r\n";
         assert_eq!(detect(text), Some(Format::Malloclab));
         let trace = import(text).unwrap();
         assert_eq!(
@@ -313,7 +317,11 @@ mod tests {
         assert_eq!(trace.ops[2].request_size(), Some(1234));
         assert_eq!(trace.flags.len(), 1);
         assert_eq!(trace.flags[0].step, 1);
-        assert!(trace.flags[0].message.starts_with("line 6: "), "{:?}", trace.flags);
+        assert!(
+            trace.flags[0].message.starts_with("line 6: "),
+            "{:?}",
+            trace.flags
+        );
     }
 
     #[test]

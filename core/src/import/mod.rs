@@ -178,13 +178,10 @@ pub fn import_file(path: &Path, format: Option<Format>) -> Result<Trace, ImportE
         source,
     })?;
     let text = String::from_utf8_lossy(&bytes);
-    let format = match format.or_else(|| detect(&text)) {
-        Some(format) => format,
-        None => {
-            return Err(ImportError::Undetected {
-                path: path.to_owned(),
-            });
-        }
+    let Some(format) = format.or_else(|| detect(&text)) else {
+        return Err(ImportError::Undetected {
+            path: path.to_owned(),
+        });
     };
     import(&text, format).map_err(|e| e.in_file(path))
 }
@@ -392,15 +389,27 @@ mod tests {
 
     #[test]
     fn detect_tells_the_formats_apart() {
-        assert_eq!(detect("20000\n2\n2\n1\na 0 8\nf 0\n"), Some(Format::Malloclab));
-        assert_eq!(detect("1 2 2 1\r\na 0 8\r\nf 0\r\n"), Some(Format::Malloclab));
+        assert_eq!(
+            detect("20000\n2\n2\n1\na 0 8\nf 0\n"),
+            Some(Format::Malloclab)
+        );
+        assert_eq!(
+            detect("1 2 2 1\r\na 0 8\r\nf 0\r\n"),
+            Some(Format::Malloclab)
+        );
         assert_eq!(detect("= Start\n+ 0x10 0x8\n"), Some(Format::Mtrace));
-        assert_eq!(detect("@ ./a.out:[0x4005d4] + 0x10 8\n"), Some(Format::Mtrace));
+        assert_eq!(
+            detect("@ ./a.out:[0x4005d4] + 0x10 8\n"),
+            Some(Format::Mtrace)
+        );
         assert_eq!(
             detect("puts(\"hi\") = 3\nmalloc(16) = 0x602010\n"),
             Some(Format::Ltrace)
         );
-        assert_eq!(detect("[pid 7] free(0x10) = <void>\n"), Some(Format::Ltrace));
+        assert_eq!(
+            detect("[pid 7] free(0x10) = <void>\n"),
+            Some(Format::Ltrace)
+        );
         assert_eq!(detect(""), None);
         assert_eq!(detect("hello world\n"), None);
     }
@@ -409,7 +418,8 @@ mod tests {
     fn lines_know_a_cut_last_line() {
         let cut: Vec<bool> = lines("a\r\nb").map(|l| l.cut).collect();
         assert_eq!(cut, [false, true]);
-        let all: Vec<(usize, &str, bool)> = lines("a\r\nb\n").map(|l| (l.no, l.text, l.cut)).collect();
+        let all: Vec<(usize, &str, bool)> =
+            lines("a\r\nb\n").map(|l| (l.no, l.text, l.cut)).collect();
         assert_eq!(all, [(1, "a", false), (2, "b", false), (3, "", false)]);
     }
 

@@ -106,7 +106,12 @@ fn pointer(token: &str) -> Result<Option<u64>, String> {
         .or_else(|| token.strip_prefix("0X"))
         .and_then(|hex| u64::from_str_radix(hex, 16).ok())
         .map(|addr| (addr != 0).then_some(addr))
-        .ok_or_else(|| format!("expected a pointer (`0x...` or `(nil)`), found `{}`", clip(token)))
+        .ok_or_else(|| {
+            format!(
+                "expected a pointer (`0x...` or `(nil)`), found `{}`",
+                clip(token)
+            )
+        })
 }
 
 /// A `%#lx` size: hexadecimal, with `0x` except for zero (accepted either way).
@@ -122,7 +127,10 @@ fn hex_size(token: &str) -> Result<u64, String> {
 /// Whether `text` looks like an mtrace file: it starts with `= Start`, or its first lines all
 /// parse.
 pub(super) fn looks_like(text: &str) -> bool {
-    let mut first = lines(text).filter(|l| !l.text.is_empty()).take(20).peekable();
+    let mut first = lines(text)
+        .filter(|l| !l.text.is_empty())
+        .take(20)
+        .peekable();
     if first.peek().is_some_and(|l| l.text == "= Start") {
         return true;
     }
@@ -173,16 +181,19 @@ pub(super) fn import(text: &str) -> Result<Trace, ImportError> {
         let caller = parsed.caller.as_deref();
         if let Some(from) = pending.take() {
             if let Event::ReallocTo(new, size) = parsed.event {
-                realloc(&mut out, &mut book, line.no, from, new, size);
+                realloc(&mut out, &mut book, line.no, &from, new, size);
                 continue;
             }
-            unmatched_from(&mut out, &mut book, from);
+            unmatched_from(&mut out, &mut book, &from);
         }
         match parsed.event {
             Event::Note => {}
             Event::Alloc(None, size) => out.flag(
                 line.no,
-                format!("an allocation of {size} B failed in the traced program{}", at(caller)),
+                format!(
+                    "an allocation of {size} B failed in the traced program{}",
+                    at(caller)
+                ),
             ),
             Event::Alloc(Some(addr), size) => {
                 let (id, displaced) = book.alloc(addr);
@@ -214,7 +225,10 @@ pub(super) fn import(text: &str) -> Result<Trace, ImportError> {
                 );
                 match new {
                     Some(addr) => {
-                        out.flag(line.no, format!("{what}: taken as malloc({size}){}", at(caller)));
+                        out.flag(
+                            line.no,
+                            format!("{what}: taken as malloc({size}){}", at(caller)),
+                        );
                         let (id, _) = book.alloc(addr);
                         out.push(Op::Alloc { id, size, align: 0 });
                     }
@@ -234,7 +248,7 @@ pub(super) fn import(text: &str) -> Result<Trace, ImportError> {
         }
     }
     if let Some(from) = pending {
-        unmatched_from(&mut out, &mut book, from);
+        unmatched_from(&mut out, &mut book, &from);
     }
     Ok(out.finish())
 }
@@ -269,7 +283,7 @@ fn realloc(
     out: &mut Builder,
     book: &mut AddrBook,
     line: usize,
-    from: Pending,
+    from: &Pending,
     new: Option<u64>,
     size: u64,
 ) {
@@ -332,7 +346,7 @@ fn realloc(
 
 /// A `<` whose `>` never came (the trace is cut or damaged): the old block is gone, so it is
 /// taken as a free.
-fn unmatched_from(out: &mut Builder, book: &mut AddrBook, from: Pending) {
+fn unmatched_from(out: &mut Builder, book: &mut AddrBook, from: &Pending) {
     let caller = from.caller.as_deref();
     match from.old {
         Some(addr) => {
@@ -461,12 +475,24 @@ mod tests {
         let flags = messages(&trace);
         let expect: [(usize, &str); 10] = [
             (0, "line 2: an allocation of 4294967296 B failed"),
-            (0, "line 3: free of 0x50, which the trace never saw allocated"),
+            (
+                0,
+                "line 3: free of 0x50, which the trace never saw allocated",
+            ),
             (1, "line 4: double free of #1 (0x50)"),
             (3, "line 6: realloc(0x20, 4096) failed"),
-            (3, "line 7: 0x20 is handed out again while #2 still holds it"),
-            (4, "line 8: realloc of 0x30, which the trace never saw allocated"),
-            (5, "line 10: `< 0x40` is not followed by its `> NEW SIZE` line"),
+            (
+                3,
+                "line 7: 0x20 is handed out again while #2 still holds it",
+            ),
+            (
+                4,
+                "line 8: realloc of 0x30, which the trace never saw allocated",
+            ),
+            (
+                5,
+                "line 10: `< 0x40` is not followed by its `> NEW SIZE` line",
+            ),
             (7, "line 12: `> 0x70` without the `< OLD` line before it"),
             (8, "line 13: `> (nil)` without the `< OLD` line"),
             (8, "line 14: `< 0x20` is not followed"),
@@ -502,7 +528,66 @@ mod tests {
     #[test]
     fn a_caller_may_hold_spaces() {
         let parsed = parse("@ /opt/my app/lib.so:(f+0x1)[0x7f00] + 0x10 0x8").unwrap();
-        assert_eq!(parsed.caller.as_deref(), Some("/opt/my app/lib.so:(f+0x1)[0x7f00]"));
+        assert_eq!(
+            parsed.caller.as_deref(),
+            Some("/opt/my app/lib.so:(f+0x1)[0x7f00]")
+        );
         assert_eq!(parsed.event, Event::Alloc(Some(0x10), 8));
+    }
+
+    /// Written by glibc 2.36 (`libc_malloc_debug.so`) for a program of ours that calls
+    /// malloc(16), calloc(4, 8), realloc(a, 64), realloc(NULL, 5), aligned_alloc(64, 100),
+    /// malloc(1 << 62), realloc(b, 1 << 62), frees everything and free(NULL), then
+    /// realloc(malloc(0), 0).
+    #[test]
+    fn reads_real_glibc_output() {
+        let text = "\
+= Start
+@ ./p:[0x11b0] + 0x55c6e5a672a0 0x10
+@ ./p:[0x11c3] + 0x55c6e5a674a0 0x20
+@ ./p:[0x11d8] < 0x55c6e5a672a0
+@ ./p:[0x11d8] > 0x55c6e5a674d0 0x40
+@ ./p:[0x11e6] + 0x55c6e5a672a0 0x5
+@ ./p:[0x11f9] + 0x55c6e5a67540 0x64
+@ ./p:[0x120f] + (nil) 0x4000000000000000
+@ ./p:[0x122c] ! 0x55c6e5a674a0 0x4000000000000000
+@ ./p:[0x123c] - 0x55c6e5a674d0
+@ ./p:[0x1248] - 0x55c6e5a672a0
+@ ./p:[0x1254] - 0x55c6e5a67540
+@ ./p:[0x1260] - 0x55c6e5a674a0
+@ ./p:[0x126a] + 0x55c6e5a672a0 0
+@ ./p:[0x127f] - 0x55c6e5a672a0
+= End
+";
+        let trace = import(text).unwrap();
+        assert_eq!(
+            trace.ops,
+            [
+                alloc(1, 16),
+                alloc(2, 32),
+                Op::Realloc { id: 1, size: 64 },
+                alloc(3, 5),
+                alloc(4, 100),
+                Op::Free { id: 1 },
+                Op::Free { id: 3 },
+                Op::Free { id: 4 },
+                Op::Free { id: 2 },
+                alloc(5, 0),
+                Op::Free { id: 5 },
+            ]
+        );
+        let flags = messages(&trace);
+        assert_eq!(flags.len(), 2, "{flags:?}");
+        assert!(
+            flags[0]
+                .1
+                .starts_with("line 8: an allocation of 4611686018427387904 B failed")
+        );
+        assert!(
+            flags[1]
+                .1
+                .starts_with("line 9: realloc(0x55c6e5a674a0, 4611686018427387904) failed")
+        );
+        assert!(flags.iter().all(|(step, _)| *step == 5));
     }
 }
