@@ -8,6 +8,7 @@
 pub mod access;
 pub mod allocator;
 pub mod allocators;
+pub mod import;
 pub mod kind;
 pub mod layout;
 pub mod memory;
@@ -18,6 +19,7 @@ pub mod trace;
 
 pub use access::{Access, BadRange, Violation, ViolationClass};
 pub use allocator::{AllocError, Allocator, ErrorKind, Outcome, Request, Trail};
+pub use import::{Format, ImportError};
 pub use kind::{AllocatorKind, ConfigError, HeapConfig};
 pub use layout::{
     Block, BlockState, Field, Finding, FreeList, HeapLayout, Marker, NativeStat, Stats,
@@ -25,7 +27,7 @@ pub use layout::{
 pub use memory::{Memory, OutOfBounds};
 pub use replay::{Replayer, Step, StepResult};
 pub use scenario::{Scenario, ScenarioError};
-pub use trace::{Id, Op};
+pub use trace::{Flag, Id, Op, Trace};
 
 /// An address in a model's address space.
 pub type Addr = u64;

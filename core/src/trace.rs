@@ -163,3 +163,24 @@ impl std::fmt::Display for Op {
         }
     }
 }
+
+/// Something an importer noticed about the traced program (a free of an address it never got, a
+/// double free, an allocation that failed, ...), tied to a place in the operations.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flag {
+    /// Index of the operation the flag is about. When the event produced no operation, the index
+    /// of the next one (so it may equal the number of operations).
+    pub step: usize,
+    /// What was noticed, starting with the source line (`line 12: ...`).
+    pub message: String,
+}
+
+/// An imported trace: operations keyed by ids, and what the importer noticed on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Trace {
+    /// The operations.
+    pub ops: Vec<Op>,
+    /// Remarks about the traced program, in step order.
+    pub flags: Vec<Flag>,
+}
