@@ -190,7 +190,10 @@ impl HeapscopeApp {
             }
             Command::OpenDialog => {
                 let picked = rfd::FileDialog::new()
-                    .add_filter("heapscope scenario", &["ron"])
+                    .add_filter(
+                        "scenarios and traces",
+                        &["ron", "rep", "mtrace", "trace", "txt", "log"],
+                    )
                     .add_filter("all files", &["*"])
                     .pick_file();
                 if let Some(path) = picked {

@@ -126,9 +126,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Loads a scenario file from disk.
+    /// Loads a scenario or trace file from disk.
     pub fn open(path: &Path) -> Result<Self, String> {
-        let scenario = Scenario::load(path).map_err(|e: ScenarioError| e.to_string())?;
+        let scenario = Scenario::open(path).map_err(|e: ScenarioError| e.to_string())?;
         Self::from_scenario(scenario, Source::File(path.to_owned()))
     }
 

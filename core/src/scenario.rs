@@ -157,6 +157,16 @@ pub enum ScenarioError {
     },
 }
 
+/// Whether `text` starts, after blank lines, comments and RON extension attributes, like a
+/// scenario: trace detectors are lenient (ltrace skips lines it does not know), so a broken
+/// scenario must not be taken for a trace.
+fn looks_like_ron(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("//") && !l.starts_with("#!["))
+        .is_some_and(|l| l.starts_with("Scenario") || l.starts_with('('))
+}
+
 fn ron_options() -> ron::Options {
     ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
 }
@@ -198,6 +208,31 @@ impl Scenario {
             path: path.to_owned(),
             source,
         })?;
+        let mut scenario = Self::from_ron(&text, path)?;
+        scenario.load_trace(path)?;
+        Ok(scenario)
+    }
+
+    /// Opens any file heapscope reads: a trace in a format [`detect`](crate::import::detect)
+    /// recognises becomes a scenario named after the file, running every allocator; anything
+    /// else is read as a RON scenario (and its errors are RON's, with line and column).
+    pub fn open(path: &Path) -> Result<Self, ScenarioError> {
+        let bytes = std::fs::read(path).map_err(|source| ScenarioError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(format) = crate::import::detect(&text).filter(|_| !looks_like_ron(&text)) {
+            let trace = crate::import::import(&text, format).map_err(|e| ScenarioError::Trace {
+                path: path.to_owned(),
+                source: e.in_file(path),
+            })?;
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            return Ok(Self::from_trace(name, trace));
+        }
         let mut scenario = Self::from_ron(&text, path)?;
         scenario.load_trace(path)?;
         Ok(scenario)

@@ -43,3 +43,21 @@ fn bundled_scenarios_load_and_replay() {
     }
     assert!(count >= 1, "no scenarios found in {}", dir.display());
 }
+
+#[test]
+fn open_reads_traces_by_content_and_scenarios_as_ron() {
+    let dir = std::env::temp_dir().join(format!("heapscope-open-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rep = dir.join("tiny.txt");
+    std::fs::write(&rep, "0\n2\n3\n1\na 0 16\na 1 8\nf 0\n").unwrap();
+    let scenario = Scenario::open(&rep).unwrap();
+    assert_eq!(scenario.name, "tiny.txt");
+    assert_eq!(scenario.ops.len(), 3);
+    assert!(matches!(scenario.ops[2], Op::Free { .. }));
+
+    let ron = dir.join("bad.ron");
+    std::fs::write(&ron, "Scenario(\n  name: 3,\n)").unwrap();
+    let err = Scenario::open(&ron).unwrap_err().to_string();
+    assert!(err.contains("bad.ron:2:"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -134,7 +134,7 @@ impl ImportError {
         }
     }
 
-    fn in_file(self, file: &Path) -> Self {
+    pub(crate) fn in_file(self, file: &Path) -> Self {
         match self {
             ImportError::Syntax { line, message, .. } => ImportError::Syntax {
                 path: Some(file.to_owned()),
