@@ -16,8 +16,25 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(cli::Invocation::Gui(options)) => run_gui(options),
+        Ok(cli::Invocation::Replay(args)) => {
+            report(cli::replay::run(&args, &mut std::io::stdout().lock()))
+        }
+        Ok(cli::Invocation::Compare(args)) => {
+            report(cli::compare::run(&args, &mut std::io::stdout().lock()))
+        }
         Err(message) => {
             eprintln!("heapscope: {message}\n\n{}", cli::USAGE);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit 0, or print the one message saying what was wrong and exit 1.
+fn report(result: Result<(), cli::CliError>) -> ExitCode {
+    match result {
+        Ok(()) | Err(cli::CliError::Quiet) => ExitCode::SUCCESS,
+        Err(cli::CliError::Message(message)) => {
+            eprintln!("heapscope: {message}");
             ExitCode::FAILURE
         }
     }
