@@ -1,6 +1,8 @@
 //! The command line as a user runs it: exit codes, one clear message on bad input, and the
 //! documented fields of each output format.
 
+#![allow(clippy::expect_used)] // test helpers outside #[test] functions
+
 use std::path::Path;
 use std::process::{Command, Output};
 
