@@ -121,6 +121,11 @@ impl HeapscopeApp {
         });
     }
 
+    /// Queues a command as if a panel had pushed it (tests, and the command line).
+    pub fn push_command(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
     /// The loaded session (for tests).
     pub fn session(&self) -> &Session {
         &self.session

@@ -35,7 +35,7 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
                 );
                 for (i, &node) in list.nodes.iter().take(NODES_SHOWN).enumerate() {
                     if i > 0 {
-                        ui.label(RichText::new("→").weak());
+                        ui.label(RichText::new("→").monospace().weak());
                     }
                     let selected = view.selection.is_some_and(|s| {
                         s.kind == lane.kind

@@ -1,0 +1,157 @@
+//! The real app driven through its widgets with egui_kittest (no GPU needed): stepping,
+//! playing, seeking on the timeline, selecting from the free lists, and a broken file that
+//! leaves the loaded scenario in place.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] functions
+
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use heapscope::app::{HeapscopeApp, StartOptions};
+use heapscope::command::Command;
+
+fn app() -> Harness<'static, HeapscopeApp> {
+    let mut harness = Harness::builder()
+        .with_size([1440.0, 900.0])
+        .build_eframe(|cc| {
+            HeapscopeApp::new(
+                &cc.egui_ctx,
+                None,
+                StartOptions {
+                    fresh_settings: true,
+                    ..StartOptions::default()
+                },
+            )
+        });
+    harness.run_steps(3);
+    harness
+}
+
+/// Clicks the widget whose hover text starts with `hover` (how icon buttons are found).
+fn click_hover(harness: &mut Harness<'static, HeapscopeApp>, hover: &str) {
+    harness
+        .get_by(|node| node.description().is_some_and(|d| d.starts_with(hover)))
+        .click();
+    harness.run_steps(2);
+}
+
+fn cursor(harness: &Harness<'static, HeapscopeApp>) -> usize {
+    harness.state().session().cursor
+}
+
+#[test]
+fn opens_on_the_default_scenario_and_steps_forward_and_back() {
+    let mut h = app();
+    assert_eq!(h.state().session().scenario.name, "First steps");
+    assert_eq!(cursor(&h), 0);
+    click_hover(&mut h, "Step forward");
+    assert_eq!(cursor(&h), 1);
+    assert!(h.get_all_by_label_contains("step 1: #1 = alloc(9)").count() >= 1);
+    click_hover(&mut h, "Step forward");
+    click_hover(&mut h, "Step back");
+    assert_eq!(cursor(&h), 1);
+    h.key_press(egui::Key::ArrowRight);
+    h.run_steps(2);
+    assert_eq!(cursor(&h), 2);
+    h.key_press_modifiers(egui::Modifiers::SHIFT, egui::Key::ArrowRight);
+    h.run_steps(2);
+    assert_eq!(cursor(&h), 12);
+    h.key_press(egui::Key::End);
+    h.run_steps(2);
+    assert_eq!(cursor(&h), h.state().session().len());
+    h.key_press(egui::Key::Home);
+    h.run_steps(2);
+    assert_eq!(cursor(&h), 0);
+}
+
+#[test]
+fn play_advances_until_paused() {
+    let mut h = app();
+    click_hover(&mut h, "Play / pause");
+    assert!(h.state().playing());
+    // Several frames of playback at the default 4 steps per second.
+    for _ in 0..40 {
+        h.step();
+    }
+    let reached = cursor(&h);
+    assert!(reached >= 1, "playback did not advance");
+    click_hover(&mut h, "Play / pause");
+    assert!(!h.state().playing());
+    for _ in 0..20 {
+        h.step();
+    }
+    assert_eq!(cursor(&h), reached, "paused playback moved");
+}
+
+#[test]
+fn clicking_the_timeline_seeks() {
+    let mut h = app();
+    h.get_by(|node| {
+        node.description()
+            .is_some_and(|d| d.starts_with("Drag to seek"))
+    })
+    .click();
+    h.run_steps(2);
+    let n = h.state().session().len();
+    let c = cursor(&h);
+    // The middle of the scrubber is the middle of the trace.
+    assert!(c.abs_diff(n / 2) <= 1, "cursor {c} of {n}");
+}
+
+#[test]
+fn a_free_list_node_selects_its_block() {
+    let mut h = app();
+    // After step 4 (free(#2)) freeing-bump has one block on a free list.
+    for _ in 0..4 {
+        click_hover(&mut h, "Step forward");
+    }
+    assert!(h.state().selection().is_none());
+    h.get_all_by(|node| node.description().as_deref() == Some("Select this block"))
+        .next()
+        .expect("a free-list node")
+        .click();
+    h.run_steps(2);
+    let selection = h.state().selection().expect("selected");
+    let lane = h
+        .state()
+        .session()
+        .lanes
+        .iter()
+        .find(|l| l.kind == selection.kind)
+        .unwrap();
+    let block = lane.layout.block_at(selection.addr).expect("a block there");
+    assert_eq!(block.state, heapscope_core::BlockState::Free);
+    // The inspector now decodes the selected block's header.
+    let heading = format!("{} · free", selection.kind);
+    assert_eq!(
+        h.query_all_by_label_contains(&heading).count(),
+        1,
+        "{heading}"
+    );
+}
+
+#[test]
+fn a_broken_file_shows_its_error_and_keeps_the_loaded_scenario() {
+    let mut h = app();
+    click_hover(&mut h, "Step forward");
+    let dir = std::env::temp_dir().join(format!("heapscope-ui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("broken.ron");
+    std::fs::write(
+        &bad,
+        "Scenario(\n  name: \"broken\",\n  ops: [Free(idd: 1)],\n)\n",
+    )
+    .unwrap();
+    h.state_mut().push_command(Command::Open(bad.clone()));
+    h.run_steps(3);
+    let error = h.state().error().expect("an error").to_owned();
+    assert!(error.contains("broken.ron:3:"), "{error}");
+    assert_eq!(
+        h.get_all_by_label_contains("broken.ron:3:").count(),
+        1,
+        "one error banner"
+    );
+    assert_eq!(h.state().session().scenario.name, "First steps");
+    assert_eq!(cursor(&h), 1, "the loaded scenario and its position stay");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
