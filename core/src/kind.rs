@@ -68,6 +68,7 @@ impl AllocatorKind {
             ),
             AllocatorKind::NutmegPool => {
                 Box::new(allocators::nutmeg_pool::NutmegPool::from_config(config)?)
+            }
             AllocatorKind::Dlmalloc => {
                 Box::new(allocators::dlmalloc::Dlmalloc::from_config(config)?)
             }

@@ -100,23 +100,20 @@ fn run(kind: AllocatorKind, steps: &[Step]) -> Result<(), TestCaseError> {
                 let index = pick % live.len();
                 let block = live[index].clone();
                 check_intact(&*heap, &block, block.size, &at)?;
-                match heap.realloc(block.ptr, size, &mut trail) {
-                    Ok(ptr) => {
-                        live.swap_remove(index);
-                        let kept = block.size.min(size);
-                        let bytes = heap
-                            .memory()
-                            .slice(ptr, kept)
-                            .map_err(|e| TestCaseError::fail(format!("{at}: {e}")))?;
-                        prop_assert_eq!(
-                            bytes,
-                            &pattern(block.fill, kept)[..],
-                            "{}: realloc lost data",
-                            at
-                        );
-                        placed = Some((ptr, size));
-                    }
-                    Err(_) => {}
+                if let Ok(ptr) = heap.realloc(block.ptr, size, &mut trail) {
+                    live.swap_remove(index);
+                    let kept = block.size.min(size);
+                    let bytes = heap
+                        .memory()
+                        .slice(ptr, kept)
+                        .map_err(|e| TestCaseError::fail(format!("{at}: {e}")))?;
+                    prop_assert_eq!(
+                        bytes,
+                        &pattern(block.fill, kept)[..],
+                        "{}: realloc lost data",
+                        at
+                    );
+                    placed = Some((ptr, size));
                 }
             }
             Step::BogusFree { pick, offset } if !live.is_empty() => {

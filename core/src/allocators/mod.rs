@@ -2,6 +2,6 @@
 
 pub mod bump;
 pub mod checked_bump;
-pub mod segregated_fit;
-pub mod nutmeg_pool;
 pub mod dlmalloc;
+pub mod nutmeg_pool;
+pub mod segregated_fit;
