@@ -30,6 +30,22 @@ fn sound(h: &Dlmalloc) {
         layout.blocks.last().map(|b| b.range.end),
         Some(layout.extent.end)
     );
+    // Every live block's usable bytes are the payload of one Live block of the layout.
+    for (mem, entry) in h.ledger.iter() {
+        let usable = h.usable_size(mem).unwrap();
+        assert!(usable >= entry.requested);
+        let block = layout.block_at(mem).unwrap();
+        assert_eq!(block.state, BlockState::Live, "{block:?}");
+        assert_eq!(block.payload, mem..mem + usable, "{block:?}");
+        assert_eq!(block.requested, Some(entry.requested));
+    }
+    // Free chunks end with their footer, which holds their size.
+    for block in layout.blocks.iter().filter(|b| b.state == BlockState::Free) {
+        let foot = block.fields.last().unwrap();
+        assert_eq!(foot.name, "foot (next.prev_foot)");
+        assert_eq!(foot.range, block.range.end - 8..block.range.end);
+        assert_eq!(foot.value, block.size(), "{block:?}");
+    }
 }
 
 fn list<'a>(layout: &'a HeapLayout, prefix: &str) -> Option<&'a crate::layout::FreeList> {
@@ -57,7 +73,7 @@ fn plywood_coalescing_test() {
     h.free(b, &mut t).unwrap();
     sound(&h);
     let layout = h.inspect();
-    let merged = layout.block_at(a - 16).unwrap();
+    let merged = layout.block_at(a).unwrap();
     assert_eq!(merged.state, BlockState::Free);
     assert_eq!(merged.size(), 256, "a and b coalesced into one 256 B chunk");
     assert_eq!(merged.class.as_deref(), Some("tree bin 0"));
@@ -110,8 +126,8 @@ fn small_bins_are_exact_size_and_last_in_first_out() {
     let bin = list(&layout, "small bin 6 (48 B)").expect("48 B chunks in small bin 6");
     assert_eq!(
         bin.nodes,
-        vec![ps[4] - 16, ps[2] - 16, ps[0] - 16],
-        "fd order: newest first"
+        vec![ps[4] - 8, ps[2] - 8, ps[0] - 8],
+        "fd order: newest first (nodes are the chunks' head words)"
     );
     assert_eq!(bin.problem, None);
     assert_eq!(h.smallmap(), 1 << 6);
@@ -139,8 +155,12 @@ fn a_split_small_chunk_leaves_a_designated_victim_used_for_the_next_requests() {
     );
     assert_eq!(
         list(&layout, "dv").map(|l| l.nodes.clone()),
-        Some(vec![big + 32])
+        Some(vec![big + 40]),
+        "nodes are block starts: the dv chunk's head word"
     );
+    let dv_block = layout.block_at(big + 40).unwrap();
+    assert_eq!(dv_block.range, big + 40..big + 40 + 160);
+    assert_eq!(dv_block.class.as_deref(), Some("dv"));
     let b = h.allocate(40, 0, &mut t).unwrap();
     assert_eq!(b, a + 48, "carved from the dv");
     assert_eq!(h.dvsize(), 112);
@@ -699,7 +719,17 @@ fn inspect_decodes_headers_and_state() {
     let layout = h.inspect();
     let live = layout.block_at(a).unwrap();
     assert_eq!(live.state, BlockState::Live);
-    assert_eq!(live.header, a - 16..a);
+    assert_eq!(
+        live.header,
+        a - 8..a,
+        "the head word; prev_foot is the block before"
+    );
+    assert_eq!(
+        live.payload,
+        a..a + 56,
+        "64 B chunk: 56 usable bytes, the last 8 in the next chunk's prev_foot"
+    );
+    assert_eq!(h.usable_size(a), Some(56));
     assert_eq!(live.requested, Some(50));
     let head = live.fields.iter().find(|f| f.name == "head").unwrap();
     assert_eq!(head.value, 64 | PINUSE | CINUSE);
@@ -709,16 +739,21 @@ fn inspect_decodes_headers_and_state() {
     assert_eq!(
         names,
         [
-            "prev_foot",
             "head",
             "fd",
             "bk",
             "child[0]",
             "child[1]",
             "parent",
-            "index"
+            "index",
+            "foot (next.prev_foot)"
         ]
     );
+    let foot = free.fields.last().unwrap();
+    assert_eq!(foot.value, 320, "the footer holds the free chunk's size");
+    assert_eq!(foot.range, free.range.end - 8..free.range.end);
+    assert_eq!(free.payload.end, foot.range.start);
+    assert_eq!(free.range, b - 8..b + 312);
     assert!(layout.blocks.iter().any(|b| b.state == BlockState::Top));
     assert!(
         layout
