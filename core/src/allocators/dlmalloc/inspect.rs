@@ -506,13 +506,14 @@ impl Dlmalloc {
 }
 
 pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
-    let end = m.mem.end().max(m.sys.start);
+    // The mappings lie below the malloc_state; the extent starts at the lowest one (the memory
+    // may reach further down, over bytes of mappings since released).
+    let start = m.sys.lowest().unwrap_or(m.base).min(m.base);
+    let end = m.mem.end().max(m.base);
     let mut tiler = Tiler {
         blocks: Vec::new(),
-        at: m.base,
+        at: start,
     };
-    tiler.push(m.state_block());
-    tiler.gap_to(m.sys.start, BlockState::Unused);
 
     let segs = m.segments().unwrap_or_default();
     let records: HashSet<Addr> = segs.iter().map(|&(sp, ..)| sp).collect();
@@ -521,7 +522,7 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
     } else {
         segs.iter()
             .map(|&(_, b, s, _)| (b, b.saturating_add(s)))
-            .filter(|&(b, e)| b >= m.sys.start && e <= end && b < e)
+            .filter(|&(b, e)| b >= start && e <= m.base && b < e)
             .collect()
     };
     seg_ranges.sort_unstable();
@@ -554,6 +555,8 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
         }
         tiler.gap_to(e, BlockState::Metadata);
     }
+    tiler.gap_to(m.base, BlockState::Unused);
+    tiler.push(m.state_block());
     tiler.gap_to(end, BlockState::Unused);
 
     let mut markers = Vec::new();
@@ -571,7 +574,7 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
     }
     HeapLayout {
         kind: AllocatorKind::Dlmalloc,
-        extent: m.base..end,
+        extent: start..end,
         blocks: tiler.blocks,
         free_lists: m.free_lists(),
         markers,
