@@ -577,14 +577,16 @@ fn model_matches_the_dlmalloc_crate_on_malloclab_traces() {
 /// The figures /work/shared/README.md quotes for the `dlmalloc` crate (0.2.14, granularity
 /// 4096): peak live bytes / peak system footprint.
 ///
-/// The crate over the real Linux `mmap` (run alone in a fresh process, the kernel places the
-/// first regions into holes of the process's address space; after those are filled, or in an
-/// address space of its own, each region lands right below the previous one) and the crate over
-/// the top-down system above peak at 2,035,712 / 958,464 / 16,384 / 16,007,168 B on these
-/// traces, and so does the model set up like the crate. Divided into the sums of requested
-/// sizes (the README's "peak live" column, checked here) that gives 0.988 / 0.601 / 0.500 /
-/// 0.943: amptjp-bal's 0.989 cannot come from 2,012,279 live bytes over any whole number of
-/// pages. With each request rounded up to 8 bytes the quotient is exactly the README's
+/// Measured outside the repository with the crate over the real Linux `mmap` (a counting
+/// wrapper making the same `mmap`/`mremap`/`munmap` calls as the crate's own `System`):
+/// amptjp-bal, binary-bal, coalescing-bal and random-bal replayed in that order in one process
+/// peak at 2,035,712 / 958,464 / 16,384 / 16,007,168 B, as the crate over the top-down system
+/// above does and as the model set up like the crate does. (Alone in a fresh process a trace's
+/// first regions go into holes of the process's address space and some peaks move: binary-bal
+/// 962,560 B, random-bal 16,076,800 B.) Divided into the sums of requested sizes (the
+/// README's "peak live" column, checked here) that gives 0.988 / 0.601 / 0.500 / 0.943, and
+/// amptjp-bal's 0.989 cannot come from 2,012,279 live bytes over any whole number of pages.
+/// With each request rounded up to 8 bytes the quotients are exactly the README's
 /// 0.989 / 0.601 / 0.500 / 0.944, so that is how those figures count live bytes.
 #[test]
 fn reference_figures_of_the_shared_readme() {
