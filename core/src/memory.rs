@@ -21,7 +21,8 @@ pub struct OutOfBounds {
 }
 
 /// A contiguous, zero-initialised byte range `[base, base + len)` that can grow
-/// at its end (like wasm memory, `sbrk`, or a page-granular `mmap` arena).
+/// at its end (like wasm memory, `sbrk`, or a page-granular `mmap` arena), or at its start
+/// (like the region below Linux's `mmap_base`, which fills top-down).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Memory {
     base: Addr,
@@ -72,6 +73,24 @@ impl Memory {
         if new_len > self.bytes.len() {
             self.bytes.resize(new_len, 0);
         }
+    }
+
+    /// Grows (never shrinks) the mapping downwards so that it starts at `new_base`; new bytes are
+    /// zero. For systems that place mappings top-down, as Linux's `mmap` does.
+    pub fn grow_down_to(&mut self, new_base: Addr) {
+        if new_base >= self.base {
+            return;
+        }
+        let Some(extra) = usize::try_from(self.base - new_base).ok() else {
+            return;
+        };
+        let Some(len) = extra.checked_add(self.bytes.len()) else {
+            return;
+        };
+        let mut bytes = vec![0; len];
+        bytes[extra..].copy_from_slice(&self.bytes);
+        self.bytes = bytes;
+        self.base = new_base;
     }
 
     /// Whether `[addr, addr + len)` lies inside the mapping.
@@ -185,5 +204,17 @@ mod tests {
         assert_eq!(memory.as_bytes(), &[1, 2, 1, 2, 3, 4, 0, 0]);
         memory.grow_to(2);
         assert_eq!(memory.len(), 8);
+    }
+
+    #[test]
+    fn grows_down_keeping_addresses_and_bytes() {
+        let mut memory = Memory::new(0x100, 4);
+        memory.write(0x100, &[1, 2, 3, 4]).unwrap();
+        memory.grow_down_to(0xfc);
+        assert_eq!((memory.base(), memory.end()), (0xfc, 0x104));
+        assert_eq!(memory.as_bytes(), &[0, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(memory.read_u32(0x100).unwrap(), 0x0403_0201);
+        memory.grow_down_to(0x200);
+        assert_eq!(memory.base(), 0xfc, "never shrinks");
     }
 }

@@ -215,10 +215,15 @@ impl Checker<'_> {
             });
         }
         if !empty {
-            let mut steps = 0u64;
+            // An emptied bin keeps stale links (dlmalloc only clears its smallmap bit), so a
+            // corrupted smallmap can send the walk round a loop that never comes back to the bin.
+            let mut seen = HashSet::new();
             while p != b {
-                steps += 1;
-                if !self.check(steps < WALK_LIMIT, b, || format!("small bin {i} is cyclic")) {
+                if !self.check(
+                    seen.insert(p) && (seen.len() as u64) < WALK_LIMIT,
+                    b,
+                    || format!("small bin {i} is cyclic: {p:#x} comes round again"),
+                ) {
                     return None;
                 }
                 if !self.check(m.ok_address(p), b, || {
@@ -290,12 +295,13 @@ impl Checker<'_> {
         );
         let mut u = t;
         let mut head = 0;
-        let mut steps = 0u64;
+        let mut seen = HashSet::new();
         loop {
-            steps += 1;
-            if !self.check(steps < WALK_LIMIT, t, || {
-                format!("chain of {t:#x} is cyclic")
-            }) {
+            if !self.check(
+                seen.insert(u) && (seen.len() as u64) < WALK_LIMIT,
+                t,
+                || format!("chain of {t:#x} is cyclic: {u:#x} comes round again"),
+            ) {
                 return None;
             }
             self.do_check_any_chunk(u)?;

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use super::{
     CINUSE, Dlmalloc, FENCEPOST_HEAD, FLAG_BITS, INUSE, MMAP_FOOT_PAD, NSMALLBINS, NTREEBINS,
-    PINUSE, SEGMENT_CHUNK, TOP_FOOT_SIZE, WALK_LIMIT, align_offset, compute_tree_index, is_small,
-    minsize_for_tree_index, ms, small_index,
+    PINUSE, SEGMENT_CHUNK, SIZE_T, TOP_FOOT_SIZE, WALK_LIMIT, align_offset, compute_tree_index,
+    is_small, minsize_for_tree_index, ms, small_index,
 };
 use crate::allocator::bytes;
 use crate::layout::{Block, BlockState, Field, FreeList, HeapLayout, Marker, NativeStat};
@@ -51,48 +51,98 @@ fn flags(h: u64) -> String {
 }
 
 impl Dlmalloc {
-    fn chunk_block(&self, p: Addr, size: u64, state: BlockState, class: String) -> Block {
-        let mut b = Block::plain(p..p + size, state);
-        b.header = p..(p + 16).min(p + size);
-        b.payload = b.header.end..p + size;
+    /// The block of the chunk at `p` inside a segment. It runs from the chunk's `head` word to
+    /// the end of the next chunk's `prev_foot` (cut at `limit`, the segment's end): an in-use
+    /// chunk's data runs into that word, and a free chunk's footer is that word. The chunk's own
+    /// `prev_foot` belongs to the block before it.
+    fn chunk_block(
+        &self,
+        p: Addr,
+        size: u64,
+        state: BlockState,
+        class: String,
+        limit: Addr,
+    ) -> Block {
+        let start = p.saturating_add(SIZE_T);
+        let end = p
+            .saturating_add(size)
+            .saturating_add(SIZE_T)
+            .min(limit)
+            .max(start);
+        let mut b = Block::plain(start..end, state);
+        b.header = start..start.saturating_add(SIZE_T).min(end);
+        b.payload = b.header.end..end;
         b.class = Some(class);
         let h = self.head(p).unwrap_or(0);
-        let pf = self.word(p).unwrap_or(0);
-        let pf_meaning = if h & PINUSE == 0 && h & INUSE != 0 {
-            format!("previous free chunk is {} long", bytes(pf))
-        } else if h & INUSE == 0 && state == BlockState::Live {
-            format!("offset {pf} into its own mapping")
-        } else {
-            "last word of the previous chunk's payload".to_owned()
-        };
-        b.fields.extend(field(self, "prev_foot", p, pf_meaning));
-        b.fields.extend(field(self, "head", p + 8, flags(h)));
-        if state == BlockState::Free && size >= 32 {
-            b.fields
-                .extend(field(self, "fd", p + 16, "next chunk in the bin"));
-            b.fields
-                .extend(field(self, "bk", p + 24, "previous chunk in the bin"));
-            if !is_small(size) && size >= 64 && p != self.dv() {
-                b.fields
-                    .extend(field(self, "child[0]", p + 32, "left subtree"));
-                b.fields
-                    .extend(field(self, "child[1]", p + 40, "right subtree"));
-                b.fields.extend(field(
-                    self,
-                    "parent",
-                    p + 48,
-                    "parent node (0: a same-size chain member)",
-                ));
-                if let Ok(i) = self.mem.read_u32(p + 56) {
-                    b.fields.push(Field::new(
-                        "index",
-                        p + 56..p + 60,
-                        u64::from(i),
-                        format!("tree bin {i}"),
+        b.fields.extend(field(self, "head", start, flags(h)));
+        if state == BlockState::Free {
+            // The footer: the next chunk's prev_foot, which holds this chunk's size.
+            let foot_at = end.saturating_sub(SIZE_T).max(b.header.end);
+            if end - foot_at == SIZE_T {
+                b.payload.end = foot_at;
+                let foot = self.word(foot_at).unwrap_or(0);
+                let meaning = if foot == size {
+                    format!("this free chunk's size, {}", bytes(size))
+                } else {
+                    format!(
+                        "{} (should be this free chunk's size, {})",
+                        bytes(foot),
+                        bytes(size)
+                    )
+                };
+                let mut fields = Vec::new();
+                fields.extend(field(self, "fd", p + 16, "next chunk in the bin"));
+                fields.extend(field(self, "bk", p + 24, "previous chunk in the bin"));
+                if !is_small(size) && size >= 64 && p != self.dv() {
+                    fields.extend(field(self, "child[0]", p + 32, "left subtree"));
+                    fields.extend(field(self, "child[1]", p + 40, "right subtree"));
+                    fields.extend(field(
+                        self,
+                        "parent",
+                        p + 48,
+                        "parent node (0: a same-size chain member)",
                     ));
+                    if let Ok(i) = self.mem.read_u32(p + 56) {
+                        fields.push(Field::new(
+                            "index",
+                            p + 56..p + 60,
+                            u64::from(i),
+                            format!("tree bin {i}"),
+                        ));
+                    }
                 }
+                // Only fields that lie in the payload (a corrupted size can make it tiny).
+                let payload = b.payload.clone();
+                b.fields.extend(
+                    fields
+                        .into_iter()
+                        .filter(|f| payload.start <= f.range.start && f.range.end <= payload.end),
+                );
+                b.fields
+                    .extend(field(self, "foot (next.prev_foot)", foot_at, meaning));
             }
         }
+        b
+    }
+
+    /// A directly mapped chunk `[p, p + psize)`: unlike a segment chunk it owns its `prev_foot`
+    /// (the offset of the chunk into its mapping), and its data ends where the mapping's
+    /// fenceposts start (usable size = size - 16).
+    fn mmapped_block(&self, p: Addr, psize: u64) -> Block {
+        let end = p.saturating_add(psize);
+        let mut b = Block::plain(p..end, BlockState::Live);
+        b.header = p..(p + 16).min(end);
+        b.payload = b.header.end..end;
+        b.class = Some("mmapped chunk".to_owned());
+        let h = self.head(p).unwrap_or(0);
+        let off = self.word(p).unwrap_or(0);
+        b.fields.extend(field(
+            self,
+            "prev_foot",
+            p,
+            format!("offset {off} of the chunk into its own mapping"),
+        ));
+        b.fields.extend(field(self, "head", p + 8, flags(h)));
         b
     }
 
@@ -154,12 +204,24 @@ impl Dlmalloc {
         b
     }
 
-    /// Chunks of one segment; returns whether it ended cleanly.
+    /// Chunks of one segment `[base, end)`, each tiled from its `head` word to the end of the
+    /// next chunk's `prev_foot` (see [`Dlmalloc::chunk_block`]).
     fn walk_segment(&self, tiler: &mut Tiler, base: Addr, end: Addr, records: &HashSet<Addr>) {
         let top = self.top();
         let dv = self.dv();
         let mut q = base + align_offset(base + 16);
-        tiler.gap_to(q, BlockState::Padding);
+        // The first chunk's prev_foot (and any alignment before it) belongs to no chunk.
+        let mut lead = Block::plain(base..(q + SIZE_T).min(end), BlockState::Metadata);
+        lead.class = Some("segment start: the first chunk's prev_foot (unused)".to_owned());
+        lead.header = lead.range.clone();
+        lead.payload = lead.range.end..lead.range.end;
+        lead.fields.extend(field(
+            self,
+            "prev_foot",
+            q,
+            "unused: no chunk precedes the first one",
+        ));
+        tiler.push(lead);
         let mut steps = 0u64;
         while q < end {
             steps += 1;
@@ -169,19 +231,22 @@ impl Dlmalloc {
             if q == top {
                 let tsize = self.topsize();
                 let tend = q.saturating_add(tsize).min(end);
-                let mut b = self.chunk_block(q, tend - q, BlockState::Top, "top".to_owned());
-                b.fields.retain(|f| f.name != "fd" && f.name != "bk");
+                let b = self.chunk_block(q, tend - q, BlockState::Top, "top".to_owned(), end);
+                let foot_start = b.range.end;
                 tiler.push(b);
-                if tend < end {
-                    let mut foot = Block::plain(tend..end, BlockState::Metadata);
+                if foot_start < end {
+                    // The fake chunk after top: TOP_FOOT_SIZE bytes kept for a segment record.
+                    let mut foot = Block::plain(foot_start..end, BlockState::Metadata);
                     foot.class = Some(format!(
                         "top foot ({} B kept for a segment record)",
                         TOP_FOOT_SIZE
                     ));
+                    foot.header = foot_start..(foot_start + SIZE_T).min(end);
+                    foot.payload = foot.header.end..end;
                     foot.fields.extend(field(
                         self,
                         "head",
-                        tend + 8,
+                        foot_start,
                         "fake chunk size: TOP_FOOT_SIZE",
                     ));
                     tiler.push(foot);
@@ -190,10 +255,13 @@ impl Dlmalloc {
             }
             let Ok(h) = self.head(q) else { break };
             if h == FENCEPOST_HEAD {
-                let mut b = Block::plain(q..end, BlockState::Metadata);
+                let start = q + SIZE_T;
+                let mut b = Block::plain(start..end, BlockState::Metadata);
                 b.class = Some("fenceposts".to_owned());
+                b.header = b.range.clone();
+                b.payload = end..end;
                 b.fields
-                    .extend(field(self, "head", q + 8, "FENCEPOST_HEAD (INUSE | 8)"));
+                    .extend(field(self, "head", start, "FENCEPOST_HEAD (INUSE | 8)"));
                 tiler.push(b);
                 return;
             }
@@ -208,6 +276,7 @@ impl Dlmalloc {
                         size,
                         BlockState::Metadata,
                         "segment record".to_owned(),
+                        end,
                     );
                     b.fields
                         .extend(field(self, "seg.base", q + 16, "older segment's base"));
@@ -221,6 +290,7 @@ impl Dlmalloc {
                         size,
                         BlockState::Live,
                         format!("chunk {}", bytes(size)),
+                        end,
                     );
                     b.requested = self.ledger.requested(q + 16);
                     b
@@ -233,24 +303,36 @@ impl Dlmalloc {
                 } else {
                     format!("tree bin {}", compute_tree_index(size))
                 };
-                self.chunk_block(q, size, BlockState::Free, class)
+                self.chunk_block(q, size, BlockState::Free, class, end)
             };
             tiler.push(block);
             q += size;
         }
         // Unreadable chunk headers: show the rest of the segment as one unexplained stretch.
-        if q < end {
-            let mut b = Block::plain(q..end, BlockState::Metadata);
+        let from = tiler.at.max(base);
+        if from < end {
+            let mut b = Block::plain(from..end, BlockState::Metadata);
             b.class = Some("unreadable: chunk sizes do not add up".to_owned());
             tiler.push(b);
         }
     }
 
     /// Directly mapped chunks in `[start, end)` (mappings that belong to no segment).
-    fn walk_mappings(&self, tiler: &mut Tiler, start: Addr, end: Addr) {
+    /// `live` holds the live pointers in address order: an aligned allocation can put a mapped
+    /// chunk past the start of its mapping (its `prev_foot` says how far), and the stale header
+    /// left at the start must not be taken for it.
+    fn walk_mappings(&self, tiler: &mut Tiler, start: Addr, end: Addr, live: &[Addr]) {
         let mut at = start;
         while at < end {
-            let p = at + align_offset(at + 16);
+            let first = live.partition_point(|&mem| mem < at.saturating_add(16));
+            let found = live[first..]
+                .iter()
+                .take_while(|&&mem| mem < end)
+                .map(|&mem| mem - 16)
+                .find(|&p| {
+                    self.head(p).is_ok_and(|h| h & INUSE == 0) && self.word(p).ok() == Some(p - at)
+                });
+            let p = found.unwrap_or(at + align_offset(at + 16));
             let off = self.word(p).unwrap_or(u64::MAX);
             let h = self.head(p).unwrap_or(0);
             let psize = h & !FLAG_BITS;
@@ -266,11 +348,11 @@ impl Dlmalloc {
                 return;
             }
             tiler.gap_to(p, BlockState::Padding);
-            let mut b = self.chunk_block(p, psize, BlockState::Live, "mmapped chunk".to_owned());
+            let mut b = self.mmapped_block(p, psize);
             b.requested = self.ledger.requested(p + 16);
             tiler.push(b);
             let mut foot = Block::plain(p + psize..at + len, BlockState::Metadata);
-            foot.class = Some("mmap foot (fencepost)".to_owned());
+            foot.class = Some("mmap foot (fenceposts)".to_owned());
             foot.fields
                 .extend(field(self, "head", p + psize + 8, "FENCEPOST_HEAD"));
             tiler.push(foot);
@@ -278,6 +360,8 @@ impl Dlmalloc {
         }
     }
 
+    /// The bins in link order. Nodes are where the chunks' blocks start (their `head` words,
+    /// chunk + 8); the links in the bytes hold the chunk addresses, 8 bytes lower.
     pub(super) fn free_lists(&self) -> Vec<FreeList> {
         let mut lists = Vec::new();
         let limit = self.mem.len() / 16 + 2;
@@ -300,7 +384,7 @@ impl Dlmalloc {
                     problem = Some(format!("link to {x:#x}, outside the heap"));
                     break;
                 }
-                nodes.push(x);
+                nodes.push(x.wrapping_add(SIZE_T));
                 match self.fd(x) {
                     Ok(n) => x = n,
                     Err(_) => {
@@ -339,7 +423,7 @@ impl Dlmalloc {
         if self.dvsize() != 0 {
             lists.push(FreeList {
                 name: format!("dv ({})", bytes(self.dvsize())),
-                nodes: vec![self.dv()],
+                nodes: vec![self.dv().wrapping_add(SIZE_T)],
                 problem: None,
             });
         }
@@ -376,7 +460,7 @@ impl Dlmalloc {
                 *problem = Some(format!("cycle at {u:#x}"));
                 return;
             }
-            nodes.push(u);
+            nodes.push(u.wrapping_add(SIZE_T));
             match self.fd(u) {
                 Ok(n) if n == t => break,
                 Ok(n) if self.ok_address(n) && self.head(n).is_ok() => u = n,
@@ -422,13 +506,14 @@ impl Dlmalloc {
 }
 
 pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
-    let end = m.mem.end().max(m.sys.start);
+    // The mappings lie below the malloc_state; the extent starts at the lowest one (the memory
+    // may reach further down, over bytes of mappings since released).
+    let start = m.sys.lowest().unwrap_or(m.base).min(m.base);
+    let end = m.mem.end().max(m.base);
     let mut tiler = Tiler {
         blocks: Vec::new(),
-        at: m.base,
+        at: start,
     };
-    tiler.push(m.state_block());
-    tiler.gap_to(m.sys.start, BlockState::Unused);
 
     let segs = m.segments().unwrap_or_default();
     let records: HashSet<Addr> = segs.iter().map(|&(sp, ..)| sp).collect();
@@ -437,7 +522,7 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
     } else {
         segs.iter()
             .map(|&(_, b, s, _)| (b, b.saturating_add(s)))
-            .filter(|&(b, e)| b >= m.sys.start && e <= end && b < e)
+            .filter(|&(b, e)| b >= start && e <= m.base && b < e)
             .collect()
     };
     seg_ranges.sort_unstable();
@@ -459,15 +544,19 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
             pieces.push((at, e, false));
         }
     }
+    let mut live: Vec<Addr> = m.ledger.iter().map(|(mem, _)| mem).collect();
+    live.sort_unstable();
     for (s, e, is_seg) in pieces {
         tiler.gap_to(s, BlockState::Unused);
         if is_seg {
             m.walk_segment(&mut tiler, s, e, &records);
         } else {
-            m.walk_mappings(&mut tiler, s, e);
+            m.walk_mappings(&mut tiler, s, e, &live);
         }
         tiler.gap_to(e, BlockState::Metadata);
     }
+    tiler.gap_to(m.base, BlockState::Unused);
+    tiler.push(m.state_block());
     tiler.gap_to(end, BlockState::Unused);
 
     let mut markers = Vec::new();
@@ -485,7 +574,7 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
     }
     HeapLayout {
         kind: AllocatorKind::Dlmalloc,
-        extent: m.base..end,
+        extent: start..end,
         blocks: tiler.blocks,
         free_lists: m.free_lists(),
         markers,

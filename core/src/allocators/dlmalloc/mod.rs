@@ -15,9 +15,14 @@
 //! fenceposts. Requests of at least `mmap_threshold` (256 KiB) get their own mapping once the
 //! heap exists. `free` coalesces both ways and gives top beyond the trim threshold (2 MiB) back.
 //!
-//! The `malloc_state` (Plywood keeps it in a static `Heap_DL`) lives in the first bytes of
-//! [`Memory`] at the configured base, laid out as the C struct, so bins and their links are real
-//! addresses read from bytes like every other link. The system's mappings start one page later.
+//! The `malloc_state` (Plywood keeps it in a static `Heap_DL`) lives in [`Memory`] at the
+//! configured base, laid out as the C struct, so bins and their links are real addresses read
+//! from bytes like every other link. The system's mappings go below it, top-down, as Linux's
+//! `mmap` places them (see `system.rs`): each new region lands just below the previous one, so
+//! a growing heap mostly takes dlmalloc's `prepend_alloc` path.
+//!
+//! Direct mapping is on by default, as in Plywood; [`Dlmalloc::with_mmap_threshold`] turns it
+//! off, which is how the `dlmalloc` Rust crate (0.2.14) behaves: it has no direct-`mmap` path.
 //!
 //! Where the original would `abort()` (`CORRUPTION_ERROR_ACTION`) the model returns a
 //! [`ErrorKind::Corrupted`] error and refuses further calls (it is poisoned); misuse that
@@ -29,9 +34,15 @@
 //!   next chunk only after unlinking the previous one), so a refused free leaves no half-merge.
 //! - A pointer the model never handed out (or already freed) is refused even when its bytes
 //!   pass dlmalloc's checks; the original would go on and corrupt the heap. The message says so.
-//! - The "system" is modelled (see `system.rs`): `mmap` places regions first-fit in one address
-//!   range, `mremap` grows in place or moves, `HeapConfig.max` caps the bytes it holds. Where a
-//!   real kernel puts mappings is outside dlmalloc; layouts depend on it.
+//! - The "system" is modelled (see `system.rs`): `mmap` places regions top-down below the
+//!   `malloc_state` (highest free gap first, as Linux does in an address space of its own),
+//!   `mremap` grows in place or moves, `HeapConfig.max` caps the bytes it holds. Where a real
+//!   kernel puts mappings is outside dlmalloc and depends on the rest of the process; layouts
+//!   and footprints depend on it.
+//! - The `malloc_state` lies right above the mappings (it has to share the model's one linear
+//!   memory with them), whereas Plywood's static `Heap_DL` lies in `.bss`, far below Linux's
+//!   mmap area. So `ok_address` (`>= least_addr`) does not reject a corrupted link that points
+//!   into the state, as it would in a real process; the back-pointer checks still catch it.
 //! - `mparams.magic` is a constant (the original derives it from the time); it is unused without
 //!   `FOOTERS`. `footprint_limit` stays 0: the system's limit plays that part.
 //! - Plywood's `num_bytes_allocated` is reported as dlmalloc's `malloc_stats` "in use bytes"
@@ -51,8 +62,11 @@ use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
 use rustc_hash::FxHashSet;
 use system::System;
 
-/// Default address of the `malloc_state`; the first mapping starts one page above it.
-pub const DEFAULT_BASE: Addr = 0x1000_0000;
+/// Default address of the `malloc_state`; mappings are placed below it, top-down (like the
+/// region below a Linux process's `mmap_base`).
+pub const DEFAULT_BASE: Addr = 0x7f00_0000_0000;
+/// How far below the base mappings may go (1 TiB).
+const ADDRESS_SPAN: u64 = 1 << 40;
 /// Default system granularity: 64 KiB (dlmalloc's default without contiguous `MORECORE`).
 pub const DEFAULT_GRANULARITY: u64 = 64 << 10;
 /// Default limit on bytes held from the system at once.
@@ -228,8 +242,10 @@ type R<T> = Result<T, AllocError>;
 impl Dlmalloc {
     /// A heap whose `malloc_state` is at `config.base` (default [`DEFAULT_BASE`], page aligned),
     /// getting memory in `config.granularity` units (default 64 KiB; a power of two of at least
-    /// 4 KiB) from a system that holds at most `config.max` bytes at once (default 1 GiB).
-    /// `config.size` is ignored: dlmalloc asks the system only when it needs to.
+    /// 4 KiB) from a system that holds at most `config.max` bytes at once (default 1 GiB) and
+    /// maps them top-down below the base. `config.size` is ignored: dlmalloc asks the system
+    /// only when it needs to. Chunks of at least [`DEFAULT_MMAP_THRESHOLD`] get their own
+    /// mapping, as in Plywood (see [`Dlmalloc::with_mmap_threshold`]).
     pub fn from_config(config: &HeapConfig) -> Result<Self, ConfigError> {
         let kind = AllocatorKind::Dlmalloc;
         let base = config.base.unwrap_or(DEFAULT_BASE);
@@ -247,15 +263,19 @@ impl Dlmalloc {
                 format!("granularity {granularity} is not a power of two between 4 KiB and 1 GiB"),
             ));
         }
-        if max > 1 << 40 {
+        if max > ADDRESS_SPAN {
             return Err(ConfigError::invalid(kind, "max above 1 TiB"));
         }
-        if base.checked_add(PAGE_SIZE + (1 << 41)).is_none() {
+        if base.checked_add(PAGE_SIZE).is_none() || base < max.saturating_add(PAGE_SIZE) {
             return Err(ConfigError::invalid(
                 kind,
-                format!("base {base:#x} leaves no room for the heap's address space"),
+                format!(
+                    "base {base:#x} leaves no room below it for {} of mappings",
+                    bytes(max)
+                ),
             ));
         }
+        let floor = base.saturating_sub(ADDRESS_SPAN).max(PAGE_SIZE);
         let mut heap = Self {
             mem: Memory::new(base, PAGE_SIZE),
             base,
@@ -264,7 +284,7 @@ impl Dlmalloc {
                 mmap_threshold: DEFAULT_MMAP_THRESHOLD,
                 trim_threshold: DEFAULT_TRIM_THRESHOLD,
             },
-            sys: System::new(base + PAGE_SIZE, max, PAGE_SIZE),
+            sys: System::new(floor, base, max, PAGE_SIZE),
             ledger: Ledger::default(),
             freed: FxHashSet::default(),
             poisoned: None,
@@ -278,6 +298,25 @@ impl Dlmalloc {
     /// `u64::MAX` turns direct mapping off.
     pub fn set_mmap_threshold(&mut self, bytes: u64) {
         self.params.mmap_threshold = bytes;
+    }
+
+    /// The same heap with direct mapping at `threshold`: `Some(bytes)` maps chunks of at least
+    /// `bytes` on their own (Plywood: `Some(`[`DEFAULT_MMAP_THRESHOLD`]`)`, the default); `None`
+    /// never does, like the `dlmalloc` Rust crate (0.2.14), whose large chunks come from the
+    /// segments and stay there after `free` until top is trimmed.
+    ///
+    /// ```
+    /// use heapscope_core::HeapConfig;
+    /// use heapscope_core::allocators::dlmalloc::Dlmalloc;
+    /// let like_the_crate = Dlmalloc::from_config(&HeapConfig::default())
+    ///     .unwrap()
+    ///     .with_mmap_threshold(None);
+    /// assert_eq!(like_the_crate.params().mmap_threshold, u64::MAX);
+    /// ```
+    #[must_use]
+    pub fn with_mmap_threshold(mut self, threshold: Option<u64>) -> Self {
+        self.params.mmap_threshold = threshold.unwrap_or(u64::MAX);
+        self
     }
 
     /// `mallopt(M_TRIM_THRESHOLD, bytes)`.
@@ -295,9 +334,10 @@ impl Dlmalloc {
         self.base
     }
 
-    /// First address the system maps.
-    pub fn system_start(&self) -> Addr {
-        self.sys.start
+    /// The system's ceiling: mappings are placed top-down below this address, where the
+    /// `malloc_state`'s page starts.
+    pub fn system_ceiling(&self) -> Addr {
+        self.sys.ceiling
     }
 
     /// Bytes the system currently has mapped for this heap (what a counting `mmap` reports).
@@ -1311,10 +1351,10 @@ impl Dlmalloc {
                 usage(not_live_kind(h), msg)
             }
         };
-        if self.top() == 0 || !self.ok_address(p) || mem < self.sys.start {
+        if self.top() == 0 || !self.ok_address(p) || !self.sys.is_mapped(p, 16) {
             return Err(usage(
                 ErrorKind::InvalidFree,
-                "not a pointer into this heap (ok_address fails)".to_owned(),
+                "not a pointer into this heap's mappings (or below least_addr)".to_owned(),
             ));
         }
         let head = self.head(p).ok();

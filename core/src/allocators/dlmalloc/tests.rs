@@ -30,6 +30,22 @@ fn sound(h: &Dlmalloc) {
         layout.blocks.last().map(|b| b.range.end),
         Some(layout.extent.end)
     );
+    // Every live block's usable bytes are the payload of one Live block of the layout.
+    for (mem, entry) in h.ledger.iter() {
+        let usable = h.usable_size(mem).unwrap();
+        assert!(usable >= entry.requested);
+        let block = layout.block_at(mem).unwrap();
+        assert_eq!(block.state, BlockState::Live, "{block:?}");
+        assert_eq!(block.payload, mem..mem + usable, "{block:?}");
+        assert_eq!(block.requested, Some(entry.requested));
+    }
+    // Free chunks end with their footer, which holds their size.
+    for block in layout.blocks.iter().filter(|b| b.state == BlockState::Free) {
+        let foot = block.fields.last().unwrap();
+        assert_eq!(foot.name, "foot (next.prev_foot)");
+        assert_eq!(foot.range, block.range.end - 8..block.range.end);
+        assert_eq!(foot.value, block.size(), "{block:?}");
+    }
 }
 
 fn list<'a>(layout: &'a HeapLayout, prefix: &str) -> Option<&'a crate::layout::FreeList> {
@@ -57,7 +73,7 @@ fn plywood_coalescing_test() {
     h.free(b, &mut t).unwrap();
     sound(&h);
     let layout = h.inspect();
-    let merged = layout.block_at(a - 16).unwrap();
+    let merged = layout.block_at(a).unwrap();
     assert_eq!(merged.state, BlockState::Free);
     assert_eq!(merged.size(), 256, "a and b coalesced into one 256 B chunk");
     assert_eq!(merged.class.as_deref(), Some("tree bin 0"));
@@ -73,8 +89,8 @@ fn requests_round_to_chunks_with_a_32_byte_minimum() {
     let first = h.allocate(0, 0, &mut t).unwrap();
     assert_eq!(
         first,
-        h.system_start() + 16,
-        "first chunk at the segment base"
+        h.system_ceiling() - (64 << 10) + 16,
+        "first chunk at the base of the first 64 KiB segment, right below the state"
     );
     let mut prev = first;
     for (req, chunk) in [
@@ -110,8 +126,8 @@ fn small_bins_are_exact_size_and_last_in_first_out() {
     let bin = list(&layout, "small bin 6 (48 B)").expect("48 B chunks in small bin 6");
     assert_eq!(
         bin.nodes,
-        vec![ps[4] - 16, ps[2] - 16, ps[0] - 16],
-        "fd order: newest first"
+        vec![ps[4] - 8, ps[2] - 8, ps[0] - 8],
+        "fd order: newest first (nodes are the chunks' head words)"
     );
     assert_eq!(bin.problem, None);
     assert_eq!(h.smallmap(), 1 << 6);
@@ -139,8 +155,12 @@ fn a_split_small_chunk_leaves_a_designated_victim_used_for_the_next_requests() {
     );
     assert_eq!(
         list(&layout, "dv").map(|l| l.nodes.clone()),
-        Some(vec![big + 32])
+        Some(vec![big + 40]),
+        "nodes are block starts: the dv chunk's head word"
     );
+    let dv_block = layout.block_at(big + 40).unwrap();
+    assert_eq!(dv_block.range, big + 40..big + 40 + 160);
+    assert_eq!(dv_block.class.as_deref(), Some("dv"));
     let b = h.allocate(40, 0, &mut t).unwrap();
     assert_eq!(b, a + 48, "carved from the dv");
     assert_eq!(h.dvsize(), 112);
@@ -361,9 +381,9 @@ fn a_gap_after_top_makes_a_new_segment_with_record_and_fenceposts() {
     let mut h = heap_with(4096, 64 << 20);
     let mut t = off();
     let a = h.allocate(100, 0, &mut t).unwrap();
-    // A direct mapping lands right after the first segment...
+    // A direct mapping lands right below the first segment...
     let big = h.allocate(300 << 10, 0, &mut t).unwrap();
-    // ...so growing the heap cannot be contiguous.
+    // ...so growing the heap cannot be contiguous: the new region goes below that mapping.
     let mut trail = Trail::on();
     let c = h.allocate(8000, 0, &mut trail).unwrap();
     assert!(
@@ -371,7 +391,7 @@ fn a_gap_after_top_makes_a_new_segment_with_record_and_fenceposts() {
         "{:?}",
         trail.lines()
     );
-    assert!(c > big);
+    assert!(c < big);
     sound(&h);
     let layout = h.inspect();
     let states: Vec<_> = layout
@@ -533,7 +553,8 @@ fn garbage_everywhere_never_panics() {
         h.free(*p, &mut t).unwrap();
     }
     ps.push(h.allocate(300 << 10, 0, &mut t).unwrap());
-    let start = h.system_start();
+    // The first segment: 64 KiB right below the malloc_state.
+    let start = h.system_ceiling() - (64 << 10);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..200 {
         let mut g = h.clone();
@@ -659,10 +680,112 @@ fn config_is_checked() {
         })
         .is_err()
     );
+    // Mappings go below the base: it must leave room for `max` bytes of them.
+    let low = |base: u64, max: u64| {
+        Dlmalloc::from_config(&HeapConfig {
+            base: Some(base),
+            max: Some(max),
+            ..HeapConfig::default()
+        })
+    };
+    assert!(low(0x10_0000, 1 << 20).is_err());
+    assert!(low(0x10_1000, 1 << 20).is_ok());
+    assert!(
+        low(u64::MAX - 0xfff, 1 << 20).is_err(),
+        "no room for the state's page"
+    );
     let h = heap_with(4096, 1 << 20);
     assert_eq!(h.params().granularity, 4096);
     assert_eq!(heap().params().granularity, 64 << 10);
     assert_eq!(heap().params().mmap_threshold, 256 << 10);
+    assert_eq!(heap().system_ceiling(), DEFAULT_BASE);
+}
+
+#[test]
+fn a_small_base_runs_out_of_address_space_not_into_a_panic() {
+    // Room for exactly 4 pages below the state (page 0 is never mapped).
+    let mut h = Dlmalloc::from_config(&HeapConfig {
+        base: Some(0x5000),
+        max: Some(0x4000),
+        granularity: Some(4096),
+        ..HeapConfig::default()
+    })
+    .unwrap();
+    let mut t = off();
+    // 8000 B take 8 KiB regions: [0x3000, 0x5000), then [0x1000, 0x3000), prepended.
+    let a = h.allocate(8000, 0, &mut t).unwrap();
+    let b = h.allocate(8000, 0, &mut t).unwrap();
+    assert_eq!((a, b), (0x3010, 0x1010));
+    let mut trail = Trail::on();
+    let e = h.allocate(8000, 0, &mut trail).unwrap_err();
+    assert!(
+        trail.lines().iter().any(|l| l.contains("refuses")),
+        "{:?}",
+        trail.lines()
+    );
+    assert_eq!(e.kind, ErrorKind::OutOfMemory);
+    sound(&h);
+}
+
+#[test]
+fn a_heap_growing_by_new_mappings_prepends_them_to_its_segment() {
+    // Linux places each new mapping right below the previous one: dlmalloc finds the new
+    // region ending where its segment starts and takes `prepend_alloc`.
+    let mut h = heap_with(4096, 64 << 20);
+    let mut t = Trail::on();
+    let first = h.allocate(100, 0, &mut t).unwrap();
+    assert_eq!(first, h.system_ceiling() - 4096 + 16);
+    let mut lowest = first;
+    for _ in 0..20 {
+        let p = h.allocate(5000, 0, &mut t).unwrap();
+        lowest = lowest.min(p);
+        sound(&h);
+    }
+    let prepends = t.lines().iter().filter(|l| l.contains("prepend")).count();
+    assert!(prepends >= 5, "{:?}", t.lines());
+    assert_eq!(
+        prepends as u64,
+        h.sys.maps - 1,
+        "every region after the first"
+    );
+    let segs = h.segments().unwrap();
+    assert_eq!(segs.len(), 1, "one segment, grown downwards");
+    let (_, base, size, _) = segs[0];
+    assert_eq!(base + size, h.system_ceiling());
+    assert_eq!(h.footprint(), size);
+    assert_eq!(h.system_bytes(), size);
+    // A prepended region's first chunk is the new block; the rest joins what followed it.
+    assert_eq!(lowest, base + 16);
+}
+
+#[test]
+fn without_direct_mapping_large_chunks_stay_in_the_segments() {
+    // The `dlmalloc` crate's setting.
+    let mut h = heap().with_mmap_threshold(None);
+    assert_eq!(h.params().mmap_threshold, u64::MAX);
+    let mut t = Trail::on();
+    h.allocate(10, 0, &mut t).unwrap();
+    let big = h.allocate(300 << 10, 0, &mut t).unwrap();
+    assert!(!t.lines().iter().any(|l| l.contains("own mapping")));
+    assert_eq!(h.segments().unwrap().len(), 1);
+    let layout = h.inspect();
+    let block = layout.block_at(big).unwrap();
+    assert!(
+        block
+            .class
+            .as_deref()
+            .is_some_and(|c| c.starts_with("chunk "))
+    );
+    assert_eq!(h.usable_size(big), Some(block.payload.end - big));
+    sound(&h);
+    // Plywood's default maps it on its own.
+    let mut p = heap();
+    p.allocate(10, 0, &mut t).unwrap();
+    let big = p.allocate(300 << 10, 0, &mut t).unwrap();
+    assert_eq!(
+        p.inspect().block_at(big).unwrap().class.as_deref(),
+        Some("mmapped chunk")
+    );
 }
 
 #[test]
@@ -699,7 +822,17 @@ fn inspect_decodes_headers_and_state() {
     let layout = h.inspect();
     let live = layout.block_at(a).unwrap();
     assert_eq!(live.state, BlockState::Live);
-    assert_eq!(live.header, a - 16..a);
+    assert_eq!(
+        live.header,
+        a - 8..a,
+        "the head word; prev_foot is the block before"
+    );
+    assert_eq!(
+        live.payload,
+        a..a + 56,
+        "64 B chunk: 56 usable bytes, the last 8 in the next chunk's prev_foot"
+    );
+    assert_eq!(h.usable_size(a), Some(56));
     assert_eq!(live.requested, Some(50));
     let head = live.fields.iter().find(|f| f.name == "head").unwrap();
     assert_eq!(head.value, 64 | PINUSE | CINUSE);
@@ -709,16 +842,21 @@ fn inspect_decodes_headers_and_state() {
     assert_eq!(
         names,
         [
-            "prev_foot",
             "head",
             "fd",
             "bk",
             "child[0]",
             "child[1]",
             "parent",
-            "index"
+            "index",
+            "foot (next.prev_foot)"
         ]
     );
+    let foot = free.fields.last().unwrap();
+    assert_eq!(foot.value, 320, "the footer holds the free chunk's size");
+    assert_eq!(foot.range, free.range.end - 8..free.range.end);
+    assert_eq!(free.payload.end, foot.range.start);
+    assert_eq!(free.range, b - 8..b + 312);
     assert!(layout.blocks.iter().any(|b| b.state == BlockState::Top));
     assert!(
         layout
@@ -726,7 +864,9 @@ fn inspect_decodes_headers_and_state() {
             .iter()
             .any(|m| m.name == "top" && m.addr == h.top())
     );
-    let state = &layout.blocks[0];
+    // The malloc_state sits above the mappings, at the system's ceiling.
+    let state = layout.block_at(h.state_addr()).unwrap();
+    assert_eq!(state.range.start, h.system_ceiling());
     assert_eq!(state.state, BlockState::Metadata);
     let fp = state.fields.iter().find(|f| f.name == "footprint").unwrap();
     assert_eq!(fp.value, 64 << 10);
@@ -754,7 +894,8 @@ fn extreme_values_in_the_state_and_the_chunks_never_panic() {
     for p in ps.iter().step_by(2) {
         h.free(*p, &mut t).unwrap();
     }
-    let start = h.system_start();
+    // The first segment: 64 KiB right below the malloc_state.
+    let start = h.system_ceiling() - (64 << 10);
     let values = [
         0,
         1,
@@ -808,7 +949,8 @@ fn extreme_values_anywhere_never_panic() {
     for p in ps.iter().step_by(3) {
         h.free(*p, &mut t).unwrap();
     }
-    let (lo, hi) = (h.state_addr(), h.memory().end());
+    // Every word of the memory: the mappings below and the malloc_state above them.
+    let (lo, hi) = (h.memory().base(), h.memory().end());
     let words = (hi - lo) / 8;
     let values = [
         0,
