@@ -308,6 +308,54 @@ impl Allocator for Bump {
         Ok(())
     }
 
+    /// SmallWorld has no realloc: allocate, copy, and record the old block as freed. The old
+    /// block is retired before the new one is placed, because after a zero-size block the new
+    /// one starts at the very same address.
+    fn realloc(&mut self, ptr: Addr, size: u64, trail: &mut Trail) -> Result<Addr, AllocError> {
+        let index = self
+            .arena
+            .find_start(ptr)
+            .filter(|&i| !self.arena.blocks[i].freed)
+            .ok_or_else(|| {
+                AllocError::new(
+                    ErrorKind::InvalidFree,
+                    format!("realloc of {ptr:#x}, which is not a live block"),
+                )
+            })?;
+        let old = self.arena.blocks[index];
+        say!(
+            trail,
+            "no realloc in a bump allocator: allocate {} and copy",
+            bytes(size)
+        );
+        self.arena.blocks[index].freed = true;
+        let held = self.arena.ledger.on_free(ptr);
+        match self.arena.bump(size, 0, 0, trail) {
+            Ok(new) => {
+                let copied = old.size.min(size);
+                self.arena
+                    .memory
+                    .copy_within(ptr, new.start, copied)
+                    .map_err(|e| AllocError::new(ErrorKind::Corrupted, e.to_string()))?;
+                say!(
+                    trail,
+                    "copy {} {ptr:#x} -> {:#x}; the old block stays held, as every freed one does",
+                    bytes(copied),
+                    new.start
+                );
+                Ok(new.start)
+            }
+            Err(e) => {
+                // realloc failing leaves the old block live, as C's does.
+                self.arena.blocks[index].freed = false;
+                if let Some(entry) = held {
+                    self.arena.ledger.on_alloc(ptr, entry.requested, entry.held);
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn usable_size(&self, ptr: Addr) -> Option<u64> {
         let i = self.arena.find_start(ptr)?;
         let b = &self.arena.blocks[i];
@@ -380,6 +428,27 @@ mod tests {
         assert!(t.lines().iter().any(|l| l.contains("recorded and ignored")));
         let s = heap.stats();
         assert_eq!((s.live_blocks, s.requested_live, s.footprint), (2, 7, 17));
+        assert!(heap.validate().is_empty());
+    }
+
+    #[test]
+    fn realloc_of_a_zero_size_block_retires_it_before_bumping_to_the_same_address() {
+        let mut heap = small(64);
+        let mut t = Trail::off();
+        let empty = heap.allocate(0, 0, &mut t).unwrap();
+        let grown = heap.realloc(empty, 4, &mut t).unwrap();
+        assert_eq!(grown, empty, "nothing was bumped past the empty block");
+        let layout = heap.inspect();
+        assert_eq!(
+            layout.block_at(grown).map(|b| b.state),
+            Some(BlockState::Live)
+        );
+        let s = heap.stats();
+        assert_eq!((s.live_blocks, s.requested_live), (1, 4));
+        // A failed realloc leaves the old block live.
+        assert!(heap.realloc(grown, 1000, &mut t).is_err());
+        assert_eq!(heap.usable_size(grown), Some(4));
+        assert_eq!(heap.stats().live_blocks, 1);
         assert!(heap.validate().is_empty());
     }
 
