@@ -254,6 +254,26 @@ impl Arena {
             addr: self.bumper,
         }]
     }
+
+    /// Payload bytes of the live block starting at `ptr`.
+    pub fn usable_size(&self, ptr: Addr) -> Option<u64> {
+        let b = &self.blocks[self.find_start(ptr)?];
+        (!b.freed).then_some(b.size)
+    }
+
+    /// The arena as layout data, with the variant's own statistics.
+    pub fn layout(&self, kind: AllocatorKind, native_stats: Vec<NativeStat>) -> HeapLayout {
+        HeapLayout {
+            kind,
+            extent: self.base..self.end(),
+            blocks: self.layout_blocks(true),
+            free_lists: Vec::new(),
+            markers: self.markers(),
+            poisoned: None,
+            stats: self.ledger.stats(),
+            native_stats,
+        }
+    }
 }
 
 /// SmallWorld's `BumpAllocator(address, size)`.
@@ -357,26 +377,18 @@ impl Allocator for Bump {
     }
 
     fn usable_size(&self, ptr: Addr) -> Option<u64> {
-        let i = self.arena.find_start(ptr)?;
-        let b = &self.arena.blocks[i];
-        (!b.freed).then_some(b.size)
+        self.arena.usable_size(ptr)
     }
 
     fn inspect(&self) -> HeapLayout {
-        HeapLayout {
-            kind: AllocatorKind::Bump,
-            extent: self.arena.base..self.arena.end(),
-            blocks: self.arena.layout_blocks(true),
-            free_lists: Vec::new(),
-            markers: self.arena.markers(),
-            poisoned: None,
-            stats: self.stats(),
-            native_stats: vec![
+        self.arena.layout(
+            AllocatorKind::Bump,
+            vec![
                 NativeStat::new("used", self.arena.used()),
                 NativeStat::new("capacity", self.arena.capacity),
                 NativeStat::new("ignored_frees", self.ignored_frees),
             ],
-        }
+        )
     }
 
     fn validate(&self) -> Vec<Finding> {

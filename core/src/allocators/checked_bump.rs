@@ -266,26 +266,18 @@ impl Allocator for CheckedBump {
     }
 
     fn usable_size(&self, ptr: Addr) -> Option<u64> {
-        let i = self.arena.find_start(ptr)?;
-        let b = &self.arena.blocks[i];
-        (!b.freed).then_some(b.size)
+        self.arena.usable_size(ptr)
     }
 
     fn inspect(&self) -> HeapLayout {
-        HeapLayout {
-            kind: AllocatorKind::CheckedBump,
-            extent: self.arena.base..self.arena.end(),
-            blocks: self.arena.layout_blocks(true),
-            free_lists: Vec::new(),
-            markers: self.arena.markers(),
-            poisoned: None,
-            stats: self.stats(),
-            native_stats: vec![
+        self.arena.layout(
+            AllocatorKind::CheckedBump,
+            vec![
                 NativeStat::new("used", self.arena.used()),
                 NativeStat::new("capacity", self.arena.capacity),
                 NativeStat::new("guard_bytes", self.guard),
             ],
-        }
+        )
     }
 
     fn validate(&self) -> Vec<Finding> {
