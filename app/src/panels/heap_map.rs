@@ -51,14 +51,25 @@ fn fit_window(layout: &HeapLayout) -> (Addr, u64) {
         }
         _ => layout.extent.start,
     };
-    let occupied =
-        |s: BlockState| !matches!(s, BlockState::Unused | BlockState::Top | BlockState::Free);
-    let hi = layout
-        .blocks
-        .iter()
-        .rev()
-        .find(|b| occupied(b.state))
-        .map_or(lo, |b| b.range.end);
+    // Trailing metadata (dlmalloc's top foot and state) does not stretch the fit.
+    let held = |s: BlockState| {
+        matches!(
+            s,
+            BlockState::Live | BlockState::Freed | BlockState::Guard | BlockState::Padding
+        )
+    };
+    let last = |pred: &dyn Fn(BlockState) -> bool| {
+        layout
+            .blocks
+            .iter()
+            .rev()
+            .find(|b| pred(b.state))
+            .map(|b| b.range.end)
+    };
+    let hi = last(&held)
+        .or_else(|| last(&|s| s == BlockState::Metadata))
+        .unwrap_or(lo)
+        .max(lo);
     (lo, hi.saturating_sub(lo))
 }
 
