@@ -34,38 +34,20 @@ pub struct CompareArgs {
 
 /// Parses the arguments after `compare`.
 pub fn parse(args: &[String]) -> Result<CompareArgs, String> {
-    let mut run = RunOptions::default();
-    let mut format = Format::Table;
-    let mut files = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if run.take(arg, &mut it)? {
-            continue;
-        }
-        match arg.as_str() {
-            "--format" | "-f" => {
-                let value = it.next().ok_or("--format needs a value")?;
-                format = match value.as_str() {
-                    "table" => Format::Table,
-                    "csv" => Format::Csv,
-                    "json" => Format::Json,
-                    other => {
-                        return Err(format!(
-                            "--format: `{other}` is not one of table, csv, json"
-                        ));
-                    }
-                };
-            }
-            flag if flag.starts_with('-') => {
-                return Err(format!("compare: unknown option `{flag}`"));
-            }
-            path => files.push(PathBuf::from(path)),
-        }
-    }
-    if files.is_empty() {
+    let formats = [
+        ("table", Format::Table),
+        ("csv", Format::Csv),
+        ("json", Format::Json),
+    ];
+    let common = super::parse_common("compare", args, &formats)?;
+    if common.files.is_empty() {
         return Err("compare needs at least one FILE".to_owned());
     }
-    Ok(CompareArgs { files, run, format })
+    Ok(CompareArgs {
+        files: common.files,
+        run: common.run,
+        format: common.format,
+    })
 }
 
 /// One row of the comparison: a file, an allocator, and its whole-trace measures.

@@ -126,6 +126,55 @@ impl RunOptions {
     }
 }
 
+/// What `replay` and `compare` share on their command lines: files, allocator options and one
+/// `--format` out of `formats`.
+#[derive(Debug)]
+pub struct Common<F> {
+    /// Positional arguments.
+    pub files: Vec<PathBuf>,
+    /// Allocators and settings.
+    pub run: RunOptions,
+    /// The chosen format.
+    pub format: F,
+}
+
+/// Parses the arguments after `command`; the first entry of `formats` is the default.
+pub fn parse_common<F: Copy>(
+    command: &str,
+    args: &[String],
+    formats: &[(&str, F)],
+) -> Result<Common<F>, String> {
+    let Some(&(_, mut format)) = formats.first() else {
+        return Err(format!("{command}: no output formats"));
+    };
+    let mut run = RunOptions::default();
+    let mut files = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if run.take(arg, &mut it)? {
+            continue;
+        }
+        match arg.as_str() {
+            "--format" | "-f" => {
+                let value = it.next().ok_or("--format needs a value")?;
+                format = formats
+                    .iter()
+                    .find(|(name, _)| name == value)
+                    .map(|&(_, f)| f)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = formats.iter().map(|(n, _)| *n).collect();
+                        format!("--format: `{value}` is not one of {}", names.join(", "))
+                    })?;
+            }
+            flag if flag.starts_with('-') => {
+                return Err(format!("{command}: unknown option `{flag}`"));
+            }
+            path => files.push(PathBuf::from(path)),
+        }
+    }
+    Ok(Common { files, run, format })
+}
+
 /// A number in decimal or `0x` hexadecimal.
 fn number(option: &str, text: &str) -> Result<u64, String> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {

@@ -35,41 +35,25 @@ pub struct ReplayArgs {
 
 /// Parses the arguments after `replay`.
 pub fn parse(args: &[String]) -> Result<ReplayArgs, String> {
-    let mut run = RunOptions::default();
-    let mut format = Format::Table;
-    let mut file = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if run.take(arg, &mut it)? {
-            continue;
+    let formats = [
+        ("table", Format::Table),
+        ("jsonl", Format::Jsonl),
+        ("csv", Format::Csv),
+        ("summary", Format::Summary),
+    ];
+    let common = super::parse_common("replay", args, &formats)?;
+    let [file] = <[PathBuf; 1]>::try_from(common.files).map_err(|files| {
+        if files.is_empty() {
+            "replay needs a FILE".to_owned()
+        } else {
+            "replay takes one FILE".to_owned()
         }
-        match arg.as_str() {
-            "--format" | "-f" => {
-                let value = it.next().ok_or("--format needs a value")?;
-                format = match value.as_str() {
-                    "table" => Format::Table,
-                    "jsonl" => Format::Jsonl,
-                    "csv" => Format::Csv,
-                    "summary" => Format::Summary,
-                    other => {
-                        return Err(format!(
-                            "--format: `{other}` is not one of table, jsonl, csv, summary"
-                        ));
-                    }
-                };
-            }
-            flag if flag.starts_with('-') => {
-                return Err(format!("replay: unknown option `{flag}`"));
-            }
-            path => {
-                if file.replace(PathBuf::from(path)).is_some() {
-                    return Err("replay takes one FILE".to_owned());
-                }
-            }
-        }
-    }
-    let file = file.ok_or("replay needs a FILE")?;
-    Ok(ReplayArgs { file, run, format })
+    })?;
+    Ok(ReplayArgs {
+        file,
+        run: common.run,
+        format: common.format,
+    })
 }
 
 /// Loads `path` as a scenario or trace, with a message that names the file on failure.
