@@ -11,7 +11,7 @@ use crate::command::{Command, Selection};
 use crate::palette;
 use crate::panels::{self, Commands, View};
 use crate::session::Session;
-use crate::settings::Settings;
+use crate::settings::{DockTab, Settings};
 
 /// A request to render one frame to a PNG and quit (`--screenshot`).
 #[derive(Debug, Clone)]
@@ -236,6 +236,12 @@ impl HeapscopeApp {
                 self.error = None;
                 self.notice = None;
             }
+            Command::ToggleDock => self.settings.show_dock = !self.settings.show_dock,
+            Command::ShowDockTab(tab) => {
+                self.settings.show_dock = true;
+                self.settings.dock_tab = tab;
+            }
+            Command::ToggleCompare => self.settings.compare = !self.settings.compare,
         }
     }
 
@@ -344,6 +350,13 @@ impl eframe::App for HeapscopeApp {
                 panels::timeline::show(ui, &view, &mut commands);
                 ui.add_space(4.0);
             });
+            if self.settings.show_dock {
+                egui::Panel::bottom("dock")
+                    .default_size(250.0)
+                    .min_size(140.0)
+                    .resizable(true)
+                    .show(ui, |ui| dock(ui, &view, &mut commands));
+            }
             if self.settings.show_description {
                 egui::Panel::left("description")
                     .default_size(280.0)
@@ -396,6 +409,30 @@ impl eframe::App for HeapscopeApp {
         if let Ok(text) = ron::to_string(&self.settings) {
             storage.set_string(Settings::KEY, text);
         }
+    }
+}
+
+/// The dock under the heap map: tabs for metrics and violations.
+fn dock(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        for (tab, title, hover) in [(
+            DockTab::Metrics,
+            "Metrics".to_owned(),
+            "Plots over the whole timeline and the per-trace table",
+        )] {
+            if ui
+                .selectable_label(view.settings.dock_tab == tab, title)
+                .on_hover_text(hover)
+                .clicked()
+            {
+                commands.push(Command::ShowDockTab(tab));
+            }
+        }
+    });
+    ui.separator();
+    match view.settings.dock_tab {
+        DockTab::Metrics | DockTab::Violations => panels::metrics::show(ui, view, commands),
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use heapscope_core::{Addr, AllocatorKind};
 
+use crate::settings::DockTab;
+
 /// A block chosen by the user: which allocator lane, and the block's first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Selection {
@@ -51,4 +53,10 @@ pub enum Command {
     ToggleTheme,
     /// Dismiss the error banner.
     DismissError,
+    /// Open or close the dock under the heap map.
+    ToggleDock,
+    /// Show this tab of the dock (opening it).
+    ShowDockTab(DockTab),
+    /// Switch compare mode on or off.
+    ToggleCompare,
 }

@@ -11,5 +11,6 @@ pub mod command;
 pub mod palette;
 pub mod panels;
 pub mod screenshot;
+pub mod series;
 pub mod session;
 pub mod settings;

@@ -61,3 +61,28 @@ pub const LEGEND: &[BlockState] = &[
     BlockState::Top,
     BlockState::Unused,
 ];
+
+/// A distinct line colour per allocator, for overlaid plots and compare mode.
+pub fn lane_colour(kind: heapscope_core::AllocatorKind) -> Color32 {
+    const COLOURS: [Color32; 7] = [
+        Color32::from_rgb(0x4e, 0x9a, 0xf0),
+        Color32::from_rgb(0xf0, 0x8c, 0x3c),
+        Color32::from_rgb(0x3c, 0xb8, 0x6a),
+        Color32::from_rgb(0xd9, 0x5c, 0xc8),
+        Color32::from_rgb(0xe8, 0xc5, 0x3a),
+        Color32::from_rgb(0x3c, 0xc8, 0xd0),
+        Color32::from_rgb(0xa8, 0x80, 0xf0),
+    ];
+    let i = heapscope_core::AllocatorKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0);
+    COLOURS[i % COLOURS.len()]
+}
+
+/// Colour of requested (live) bytes in plots.
+pub const REQUESTED: Color32 = Color32::from_rgb(0x4e, 0x9a, 0xf0);
+/// Colour of held bytes in plots.
+pub const HELD: Color32 = Color32::from_rgb(0xf0, 0x8c, 0x3c);
+/// Colour of the footprint in plots.
+pub const FOOTPRINT: Color32 = Color32::from_rgb(0x9a, 0xa4, 0xb0);

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::series::LaneSeries;
 use heapscope_core::{
     AllocatorKind, Finding, HeapConfig, HeapLayout, Op, Replayer, Scenario, ScenarioError, Step,
     StepResult, Trail,
@@ -42,6 +43,8 @@ pub struct Lane {
     pub marks: Vec<Mark>,
     /// Live requested bytes after each operation (index i = after op i).
     pub live_bytes: Vec<u64>,
+    /// Metrics and problems over the whole timeline.
+    pub series: LaneSeries,
     /// The step that led to the current position (None before the first).
     pub last_step: Option<Step>,
     /// The heap at the current position.
@@ -59,8 +62,10 @@ impl Lane {
         let mut marks = Vec::with_capacity(ops.len());
         let mut live_bytes = Vec::with_capacity(ops.len());
         let mut off = Trail::off();
+        let mut series = LaneSeries::new(ops.len(), &replay);
         for (i, op) in ops.iter().enumerate() {
             let step = replay.apply(op, &mut off);
+            series.record(&step, &replay);
             marks.push(if !step.violations.is_empty() {
                 Mark::Violation
             } else if matches!(step.result, StepResult::Failed(_)) {
@@ -81,6 +86,7 @@ impl Lane {
             checkpoints,
             marks,
             live_bytes,
+            series,
             last_step: None,
             layout,
             findings: Vec::new(),

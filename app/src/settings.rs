@@ -24,6 +24,22 @@ pub struct Settings {
     pub show_description: bool,
     /// Whether every lane of the heap map uses one bytes-per-pixel scale.
     pub shared_scale: bool,
+    /// Whether the dock under the heap map (metrics, violations) is open.
+    pub show_dock: bool,
+    /// Which tab of the dock is shown.
+    pub dock_tab: DockTab,
+    /// Compare mode: every chosen allocator side by side, overlaid metrics.
+    pub compare: bool,
+}
+
+/// The tabs of the dock under the heap map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DockTab {
+    /// Plots over the whole timeline and the per-trace table.
+    #[default]
+    Metrics,
+    /// Every failed operation and violation.
+    Violations,
 }
 
 impl Default for Settings {
@@ -35,6 +51,9 @@ impl Default for Settings {
             hidden: Vec::new(),
             show_description: true,
             shared_scale: false,
+            show_dock: true,
+            dock_tab: DockTab::Metrics,
+            compare: false,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod description;
 pub mod free_lists;
 pub mod heap_map;
 pub mod inspector;
+pub mod metrics;
 pub mod this_step;
 pub mod timeline;
 pub mod toolbar;
@@ -39,3 +40,20 @@ impl<'a> View<'a> {
 
 /// Where panels put their requests.
 pub type Commands = Vec<Command>;
+
+/// Bytes in a short, rounded form for axes and tables ("12.3 KiB").
+pub fn short_bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n.abs();
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let sign = if n < 0.0 { "-" } else { "" };
+    if unit == 0 || value >= 100.0 {
+        format!("{sign}{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{sign}{value:.1} {}", UNITS[unit])
+    }
+}
