@@ -35,6 +35,10 @@ pub struct StartOptions {
     pub fresh_settings: bool,
     /// Force the theme.
     pub dark: Option<bool>,
+    /// Start in compare mode.
+    pub compare: bool,
+    /// Open the dock on this tab.
+    pub dock: Option<DockTab>,
 }
 
 /// Outcome of a `--screenshot` run, shared with the screenshot callback.
@@ -79,6 +83,13 @@ impl HeapscopeApp {
         };
         if let Some(dark) = options.dark {
             settings.dark = dark;
+        }
+        if options.compare {
+            settings.compare = true;
+        }
+        if let Some(tab) = options.dock {
+            settings.show_dock = true;
+            settings.dock_tab = tab;
         }
         let bundled = default_scenario();
         let mut error = None;
@@ -178,18 +189,12 @@ impl HeapscopeApp {
             }
             Command::SetSpeed(speed) => self.settings.steps_per_second = speed.clamp(0.5, 60.0),
             Command::JumpToProblem { forward } => {
-                if let Some(to) = session.find(forward, |i| session.is_problem(i)) {
+                if let Some(to) = session.next_position(&session.problem_positions, forward) {
                     session.seek(to);
                 }
             }
             Command::JumpToMark { forward } => {
-                let is_mark = |i: usize| {
-                    matches!(
-                        session.scenario.ops.get(i),
-                        Some(heapscope_core::Op::Mark { .. })
-                    )
-                };
-                if let Some(to) = session.find(forward, is_mark) {
+                if let Some(to) = session.next_position(&session.mark_positions, forward) {
                     session.seek(to);
                 }
             }
@@ -355,7 +360,7 @@ impl eframe::App for HeapscopeApp {
                     .default_size(250.0)
                     .min_size(140.0)
                     .resizable(true)
-                    .show(ui, |ui| dock(ui, &view, &mut commands));
+                    .show(ui, |ui| panels::dock::show(ui, &view, &mut commands));
             }
             if self.settings.show_description {
                 egui::Panel::left("description")
@@ -409,30 +414,6 @@ impl eframe::App for HeapscopeApp {
         if let Ok(text) = ron::to_string(&self.settings) {
             storage.set_string(Settings::KEY, text);
         }
-    }
-}
-
-/// The dock under the heap map: tabs for metrics and violations.
-fn dock(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
-    ui.add_space(4.0);
-    ui.horizontal(|ui| {
-        for (tab, title, hover) in [(
-            DockTab::Metrics,
-            "Metrics".to_owned(),
-            "Plots over the whole timeline and the per-trace table",
-        )] {
-            if ui
-                .selectable_label(view.settings.dock_tab == tab, title)
-                .on_hover_text(hover)
-                .clicked()
-            {
-                commands.push(Command::ShowDockTab(tab));
-            }
-        }
-    });
-    ui.separator();
-    match view.settings.dock_tab {
-        DockTab::Metrics | DockTab::Violations => panels::metrics::show(ui, view, commands),
     }
 }
 

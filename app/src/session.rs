@@ -129,6 +129,12 @@ pub struct Session {
     pub lanes: Vec<Lane>,
     /// Operations applied so far (0 = before the first).
     pub cursor: usize,
+    /// Positions after each operation that failed or raised a violation on any lane, ascending.
+    pub problem_positions: Vec<usize>,
+    /// Positions after each mark, ascending.
+    pub mark_positions: Vec<usize>,
+    /// Every kept problem of every lane as (lane index, index in its series), in step order.
+    pub problems: Vec<(usize, usize)>,
 }
 
 impl Session {
@@ -159,6 +165,9 @@ impl Session {
             },
             lanes: Vec::new(),
             cursor: 0,
+            problem_positions: Vec::new(),
+            mark_positions: Vec::new(),
+            problems: Vec::new(),
         }
     }
 
@@ -168,12 +177,58 @@ impl Session {
             .into_iter()
             .map(|spec| Lane::record(spec.kind, spec.config, &scenario.ops))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
+        let mut session = Self {
             source,
             scenario,
             lanes,
             cursor: 0,
-        })
+            problem_positions: Vec::new(),
+            mark_positions: Vec::new(),
+            problems: Vec::new(),
+        };
+        session.index();
+        Ok(session)
+    }
+
+    /// Indexes problems and marks once, so jumping and drawing never scan the whole trace.
+    fn index(&mut self) {
+        self.problem_positions = (0..self.len())
+            .filter(|&i| self.is_problem(i))
+            .map(|i| i + 1)
+            .collect();
+        self.mark_positions = self
+            .scenario
+            .ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| matches!(op, Op::Mark { .. }))
+            .map(|(i, _)| i + 1)
+            .collect();
+        let mut problems: Vec<(usize, usize, usize)> = self
+            .lanes
+            .iter()
+            .enumerate()
+            .flat_map(|(l, lane)| {
+                lane.series
+                    .problems
+                    .iter()
+                    .enumerate()
+                    .map(move |(k, p)| (p.at, l, k))
+            })
+            .collect();
+        problems.sort_unstable();
+        self.problems = problems.into_iter().map(|(_, l, k)| (l, k)).collect();
+    }
+
+    /// The nearest position after (or before) the cursor among ascending `positions`.
+    pub fn next_position(&self, positions: &[usize], forward: bool) -> Option<usize> {
+        if forward {
+            let i = positions.partition_point(|&p| p <= self.cursor);
+            positions.get(i).copied()
+        } else {
+            let i = positions.partition_point(|&p| p < self.cursor);
+            i.checked_sub(1).and_then(|i| positions.get(i).copied())
+        }
     }
 
     /// Whether the scenario has no operations.
@@ -263,5 +318,41 @@ mod tests {
                 assert_eq!(lane.last_step.is_some(), cursor > 0);
             }
         }
+    }
+
+    #[test]
+    fn indexed_jumps_match_a_scan_of_the_trace() {
+        let text = r#"Scenario(name: "jumps", allocators: [(kind: "checked-bump")], ops: [
+            Alloc(id: 1, size: 8), Mark(label: "a"), Free(id: 1), Free(id: 1),
+            Alloc(id: 2, size: 8), Read(id: 1, offset: 0, len: 1), Mark(label: "b"),
+            Free(id: 2), Free(id: 2)])"#;
+        let mut session = Session::bundled("jumps.ron", text).unwrap();
+        assert!(!session.problem_positions.is_empty());
+        assert_eq!(session.mark_positions, vec![2, 7]);
+        let is_mark =
+            |s: &Session, i: usize| matches!(s.scenario.ops.get(i), Some(Op::Mark { .. }));
+        for cursor in 0..=session.len() {
+            session.cursor = cursor;
+            for forward in [true, false] {
+                assert_eq!(
+                    session.next_position(&session.problem_positions, forward),
+                    session.find(forward, |i| session.is_problem(i)),
+                    "problem from {cursor} forward {forward}"
+                );
+                assert_eq!(
+                    session.next_position(&session.mark_positions, forward),
+                    session.find(forward, |i| is_mark(&session, i)),
+                    "mark from {cursor} forward {forward}"
+                );
+            }
+        }
+        // Every kept problem is listed once, in step order.
+        let ats: Vec<usize> = session
+            .problems
+            .iter()
+            .map(|&(l, k)| session.lanes[l].series.problems[k].at)
+            .collect();
+        assert!(ats.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(ats.len(), session.lanes[0].series.problem_count);
     }
 }

@@ -101,6 +101,8 @@ fn clicking_the_timeline_seeks() {
 #[test]
 fn a_free_list_node_selects_its_block() {
     let mut h = app();
+    // Close the dock so the details column has room to show the free lists.
+    h.state_mut().push_command(Command::ToggleDock);
     // After step 4 (free(#2)) freeing-bump has one block on a free list.
     for _ in 0..4 {
         click_hover(&mut h, "Step forward");
@@ -154,4 +156,73 @@ fn a_broken_file_shows_its_error_and_keeps_the_loaded_scenario() {
     assert_eq!(h.state().session().scenario.name, "First steps");
     assert_eq!(cursor(&h), 1, "the loaded scenario and its position stay");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A scenario with an overflow, a use after free and a double free (checked-bump catches them)
+/// and an allocation too large for anyone.
+const BUGS: &str = r#"Scenario(
+    name: "bugs",
+    ops: [
+        Alloc(id: 1, size: 16),
+        Alloc(id: 2, size: 32),
+        Write(id: 1, offset: 12, bytes: [1, 2, 3, 4, 5, 6, 7, 8]),
+        Free(id: 2),
+        Read(id: 2, offset: 0, len: 4),
+        Alloc(id: 3, size: 8),
+        Free(id: 2),
+        Free(id: 1),
+    ],
+)
+"#;
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("heapscope-ui-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn clicking_a_violation_seeks_to_it_and_selects_its_block() {
+    let mut h = app();
+    let path = temp_file("bugs.ron", BUGS);
+    h.state_mut().push_command(Command::Open(path));
+    h.state_mut().push_command(Command::ShowDockTab(
+        heapscope::settings::DockTab::Violations,
+    ));
+    h.run_steps(3);
+    assert_eq!(h.state().session().scenario.name, "bugs");
+    // The overflow (step 3) is listed first; clicking it moves the cursor there.
+    h.get_all_by(|node| {
+        node.description()
+            .is_some_and(|d| d.starts_with("Go to this step"))
+    })
+    .next()
+    .expect("a report")
+    .click();
+    h.run_steps(2);
+    assert_eq!(cursor(&h), 3);
+    let selection = h.state().selection().expect("the block is selected");
+    assert_eq!(selection.kind, heapscope_core::AllocatorKind::CheckedBump);
+    // It selects the overflowed block: #1, the first block of the heap.
+    let lane = &h.state().session().lanes[1];
+    assert_eq!(lane.kind, heapscope_core::AllocatorKind::CheckedBump);
+    let block = lane.layout.block_at(selection.addr).expect("a block");
+    assert_eq!(block.state, heapscope_core::BlockState::Live);
+    assert_eq!(
+        Some(block.payload.start),
+        lane.replay().held(1).map(|b| b.ptr)
+    );
+    // The toolbar walks problems in step order: the use after free is next (step 5).
+    h.key_press(egui::Key::Home);
+    h.run_steps(2);
+    click_hover(&mut h, "Next error or violation");
+    assert_eq!(cursor(&h), 3);
+    click_hover(&mut h, "Next error or violation");
+    assert!(cursor(&h) > 3);
+    let second = cursor(&h);
+    click_hover(&mut h, "Previous error or violation");
+    assert_eq!(cursor(&h), 3);
+    assert!(h.state().session().is_problem(second - 1));
 }

@@ -11,7 +11,8 @@ use crate::app::{ScreenshotRequest, StartOptions};
 
 /// Usage text.
 pub const USAGE: &str = "\
-usage: heapscope [FILE] [--step N] [--screenshot OUT.png] [--light|--dark]
+usage: heapscope [FILE] [--step N] [--screenshot OUT.png] [--light|--dark] [--compare]
+                 [--violations]
        heapscope replay FILE [--allocator NAME]... [--format table|jsonl|csv|summary]
                              [--heap-base N] [--heap-size N] [--heap-max N]
        heapscope compare FILE... [--allocator NAME]... [--format table|csv|json]
@@ -22,6 +23,8 @@ usage: heapscope [FILE] [--step N] [--screenshot OUT.png] [--light|--dark]
   --step N            stand after N operations
   --screenshot OUT    render one frame to a PNG and exit (needs a window system, e.g. xvfb-run)
   --light, --dark     force the theme
+  --compare           start in compare mode (every allocator side by side)
+  --violations        start with the violations list open
   --allocator NAME    run only this allocator (repeatable): bump, checked-bump, freeing-bump,
                       freeing-bump-tetcore, segregated-fit, dlmalloc, nutmeg-pool
   --heap-base/size/max  heap settings for every allocator run (decimal or 0x hex)
@@ -213,6 +216,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
             }
             "--light" => options.dark = Some(false),
             "--dark" => options.dark = Some(true),
+            "--compare" => options.compare = true,
+            "--violations" => options.dock = Some(crate::settings::DockTab::Violations),
             flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
             file => {
                 if options.file.replace(PathBuf::from(file)).is_some() {

@@ -2,6 +2,7 @@
 
 pub mod allocator_state;
 pub mod description;
+pub mod dock;
 pub mod free_lists;
 pub mod heap_map;
 pub mod inspector;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod this_step;
 pub mod timeline;
 pub mod toolbar;
+pub mod violations;
 
 use crate::command::{Command, Selection};
 use crate::session::{Lane, Session};

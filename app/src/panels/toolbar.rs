@@ -78,7 +78,9 @@ fn transport(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     }
     if button(
         ui,
-        session.find(false, |i| session.is_problem(i)).is_some(),
+        session
+            .next_position(&session.problem_positions, false)
+            .is_some(),
         "⚠⏴",
         "Previous error or violation",
     ) {
@@ -96,7 +98,9 @@ fn transport(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     }
     if button(
         ui,
-        session.find(true, |i| session.is_problem(i)).is_some(),
+        session
+            .next_position(&session.problem_positions, true)
+            .is_some(),
         "⏵⚠",
         "Next error or violation",
     ) {
@@ -105,21 +109,24 @@ fn transport(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     if button(ui, !at_end, "⏭", "To end (End)") {
         commands.push(Command::Seek(session.len()));
     }
-    let is_mark = |i: usize| {
-        matches!(
-            session.scenario.ops.get(i),
-            Some(heapscope_core::Op::Mark { .. })
-        )
-    };
     if button(
         ui,
-        session.find(false, is_mark).is_some(),
+        session
+            .next_position(&session.mark_positions, false)
+            .is_some(),
         "⚑⏴",
         "Previous mark",
     ) {
         commands.push(Command::JumpToMark { forward: false });
     }
-    if button(ui, session.find(true, is_mark).is_some(), "⏵⚑", "Next mark") {
+    if button(
+        ui,
+        session
+            .next_position(&session.mark_positions, true)
+            .is_some(),
+        "⏵⚑",
+        "Next mark",
+    ) {
         commands.push(Command::JumpToMark { forward: true });
     }
     ui.label(

@@ -1,0 +1,192 @@
+//! Every failed operation and every violation over the whole timeline, listed the way
+//! AddressSanitizer reports them; clicking one seeks to its step and selects its block.
+
+use eframe::egui::{self, RichText, ScrollArea, Sense, Stroke, StrokeKind, Ui, Vec2};
+use heapscope_core::{Violation, allocator::bytes};
+
+use super::{Commands, View};
+use crate::command::{Command, Selection};
+use crate::palette;
+use crate::series::{MAX_PROBLEMS, Problem, ProblemDetail};
+use crate::session::Lane;
+
+/// Height of one report.
+const ROW_HEIGHT: f32 = 78.0;
+
+/// Draws the violations panel.
+pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
+    let session = view.session;
+    let shown: Vec<(&Lane, &Problem)> = session
+        .problems
+        .iter()
+        .filter_map(|&(l, k)| {
+            let lane = session.lanes.get(l)?;
+            if !view.settings.shows(lane.kind) {
+                return None;
+            }
+            Some((lane, lane.series.problems.get(k)?))
+        })
+        .collect();
+    let (violations, failed) = view.visible_lanes().fold((0, 0), |(v, f), lane| {
+        let s = &lane.series;
+        (v + s.violation_count, f + s.totals.failed as usize)
+    });
+    let reports: usize = view.visible_lanes().map(|l| l.series.problem_count).sum();
+    ui.horizontal(|ui| {
+        ui.label(
+            RichText::new(format!(
+                "{reports} reports: {violations} violations, {failed} refused operations"
+            ))
+            .strong(),
+        )
+        .on_hover_text("A refused free that a violation explains (a double free) is listed once");
+        let dropped = view
+            .visible_lanes()
+            .any(|l| l.series.problem_count > l.series.problems.len());
+        if dropped {
+            ui.label(
+                RichText::new(format!(
+                    "(the first {MAX_PROBLEMS} per allocator are listed)"
+                ))
+                .weak(),
+            );
+        }
+        ui.label(RichText::new("Click a report to go to its step and block").weak());
+    });
+    if shown.is_empty() {
+        ui.add_space(8.0);
+        ui.label(
+            RichText::new("No allocator reported a problem on this trace.")
+                .weak()
+                .italics(),
+        );
+        return;
+    }
+    ScrollArea::vertical()
+        .id_salt("violations_list")
+        .auto_shrink([false, false])
+        .show_rows(ui, ROW_HEIGHT, shown.len(), |ui, rows| {
+            for (lane, problem) in shown.get(rows).unwrap_or_default() {
+                report(ui, view, lane, problem, commands);
+            }
+        });
+}
+
+/// One report, AddressSanitizer style.
+fn report(ui: &mut Ui, view: &View<'_>, lane: &Lane, problem: &Problem, commands: &mut Commands) {
+    let width = ui.available_width();
+    let (rect, response) =
+        ui.allocate_exact_size(Vec2::new(width, ROW_HEIGHT - 4.0), Sense::click());
+    let current = problem.at == view.session.cursor;
+    let visuals = ui.visuals();
+    let fill = if response.hovered() {
+        visuals.widgets.hovered.weak_bg_fill
+    } else if current {
+        visuals.selection.bg_fill.gamma_multiply(0.35)
+    } else {
+        visuals.faint_bg_color
+    };
+    ui.painter().rect_filled(rect, 4.0, fill);
+    ui.painter().rect_filled(
+        egui::Rect::from_min_size(rect.min, Vec2::new(3.0, rect.height())),
+        0.0,
+        palette::PROBLEM,
+    );
+    if current {
+        ui.painter().rect_stroke(
+            rect,
+            4.0,
+            Stroke::new(1.0, visuals.strong_text_color()),
+            StrokeKind::Inside,
+        );
+    }
+    let mut inner = ui.new_child(
+        egui::UiBuilder::new()
+            .max_rect(rect.shrink2(Vec2::new(10.0, 3.0)))
+            .layout(egui::Layout::top_down(egui::Align::Min)),
+    );
+    inner.spacing_mut().item_spacing.y = 1.0;
+    let op = problem
+        .at
+        .checked_sub(1)
+        .and_then(|i| view.session.scenario.ops.get(i))
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    inner.horizontal(|ui| {
+        let headline = match (&problem.detail, problem.addr) {
+            (ProblemDetail::Violation(v), _) => {
+                format!("ERROR: {} on address {:#x}", v.class, first_bad(v))
+            }
+            (ProblemDetail::Failed(_), Some(addr)) => {
+                format!("ERROR: {} at {addr:#x}", problem.class())
+            }
+            (ProblemDetail::Failed(_), None) => format!("ERROR: {}", problem.class()),
+        };
+        ui.label(
+            RichText::new(headline)
+                .monospace()
+                .strong()
+                .color(palette::PROBLEM),
+        );
+        ui.label(
+            RichText::new(format!("step {} · {}", problem.at, lane.kind.name()))
+                .monospace()
+                .color(palette::lane_colour(lane.kind)),
+        );
+    });
+    let second = match &problem.detail {
+        ProblemDetail::Violation(v) => match v.access {
+            Some(access) => format!("{access} of size {} at {:#x} by {op}", v.len, v.addr),
+            None => format!("free of {:#x} by {op}", v.addr),
+        },
+        ProblemDetail::Failed(_) => format!("refused: {op}"),
+    };
+    inner.label(RichText::new(second).monospace());
+    let third = match &problem.detail {
+        ProblemDetail::Violation(v) => location(v),
+        ProblemDetail::Failed(_) => String::new(),
+    };
+    let message = problem.message();
+    let weak = inner.visuals().weak_text_color();
+    if third.is_empty() {
+        inner.label(RichText::new(message).color(weak));
+    } else {
+        inner.label(RichText::new(third).monospace());
+        inner.label(RichText::new(message).color(weak));
+    }
+    let response = response.on_hover_text("Go to this step and select the block");
+    if response.clicked() {
+        commands.push(Command::Seek(problem.at));
+        commands.push(Command::Select(problem.block_addr().map(|addr| {
+            Selection {
+                kind: lane.kind,
+                addr,
+            }
+        })));
+    }
+}
+
+/// The first bad byte of a violation (where the original would have stopped).
+fn first_bad(v: &Violation) -> u64 {
+    v.bad.first().map_or(v.addr, |b| b.range.start)
+}
+
+/// Where the bad byte lies relative to the block, as AddressSanitizer words it.
+fn location(v: &Violation) -> String {
+    let Some(block) = &v.block else {
+        return String::new();
+    };
+    let at = first_bad(v);
+    let size = block.end.saturating_sub(block.start);
+    let place = if at < block.start {
+        format!("{} to the left of", bytes(block.start - at))
+    } else if at >= block.end {
+        format!("{} to the right of", bytes(at - block.end))
+    } else {
+        format!("{} inside of", bytes(at - block.start))
+    };
+    format!(
+        "{at:#x} is located {place} the {}-byte region [{:#x},{:#x})",
+        size, block.start, block.end
+    )
+}
