@@ -147,6 +147,11 @@ impl HeapscopeApp {
         self.error.as_deref()
     }
 
+    /// The persisted settings (for tests).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The selected block (for tests).
     pub fn selection(&self) -> Option<Selection> {
         self.selection
@@ -362,7 +367,9 @@ impl eframe::App for HeapscopeApp {
                     .resizable(true)
                     .show(ui, |ui| panels::dock::show(ui, &view, &mut commands));
             }
-            if self.settings.show_description {
+            // Compare mode gives the whole width to the allocators side by side.
+            let compare = self.settings.compare;
+            if self.settings.show_description && !compare {
                 egui::Panel::left("description")
                     .default_size(280.0)
                     .resizable(true)
@@ -370,23 +377,25 @@ impl eframe::App for HeapscopeApp {
                         ScrollArea::vertical().show(ui, |ui| panels::description::show(ui, &view));
                     });
             }
-            egui::Panel::right("details")
-                .default_size(380.0)
-                .resizable(true)
-                .show(ui, |ui| {
-                    ScrollArea::vertical().show(ui, |ui| {
-                        section(ui, "This step", |ui| panels::this_step::show(ui, &view));
-                        section(ui, "Inspector", |ui| {
-                            panels::inspector::show(ui, &view, &mut commands);
-                        });
-                        section(ui, "Free lists", |ui| {
-                            panels::free_lists::show(ui, &view, &mut commands);
-                        });
-                        section(ui, "Allocator state", |ui| {
-                            panels::allocator_state::show(ui, &view);
+            if !compare {
+                egui::Panel::right("details")
+                    .default_size(380.0)
+                    .resizable(true)
+                    .show(ui, |ui| {
+                        ScrollArea::vertical().show(ui, |ui| {
+                            section(ui, "This step", |ui| panels::this_step::show(ui, &view));
+                            section(ui, "Inspector", |ui| {
+                                panels::inspector::show(ui, &view, &mut commands);
+                            });
+                            section(ui, "Free lists", |ui| {
+                                panels::free_lists::show(ui, &view, &mut commands);
+                            });
+                            section(ui, "Allocator state", |ui| {
+                                panels::allocator_state::show(ui, &view);
+                            });
                         });
                     });
-                });
+            }
             egui::CentralPanel::default().show(ui, |ui| {
                 banners(ui, &self.error, &self.notice, &mut commands);
                 ui.horizontal(|ui| {
@@ -398,6 +407,10 @@ impl eframe::App for HeapscopeApp {
                     ui.label(RichText::new(step).monospace().strong());
                 });
                 ui.add_space(4.0);
+                if compare {
+                    panels::compare::show(ui, &view);
+                    ui.add_space(6.0);
+                }
                 ScrollArea::vertical()
                     .show(ui, |ui| panels::heap_map::show(ui, &view, &mut commands));
             });

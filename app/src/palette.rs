@@ -86,3 +86,17 @@ pub const REQUESTED: Color32 = Color32::from_rgb(0x4e, 0x9a, 0xf0);
 pub const HELD: Color32 = Color32::from_rgb(0xf0, 0x8c, 0x3c);
 /// Colour of the footprint in plots.
 pub const FOOTPRINT: Color32 = Color32::from_rgb(0x9a, 0xa4, 0xb0);
+
+/// A line or text colour that reads on the theme's background: colours are darkened on light.
+pub fn on_theme(colour: Color32, dark: bool) -> Color32 {
+    if dark {
+        colour
+    } else {
+        let k = 0.72;
+        Color32::from_rgb(
+            (f32::from(colour.r()) * k) as u8,
+            (f32::from(colour.g()) * k) as u8,
+            (f32::from(colour.b()) * k) as u8,
+        )
+    }
+}

@@ -226,3 +226,38 @@ fn clicking_a_violation_seeks_to_it_and_selects_its_block() {
     assert_eq!(cursor(&h), 3);
     assert!(h.state().session().is_problem(second - 1));
 }
+
+#[test]
+fn compare_mode_shows_every_allocator_on_one_scale_with_a_summary() {
+    let mut h = app();
+    assert!(!h.state().settings().compare);
+    assert_eq!(h.query_all_by_label("share of footprint").count(), 0);
+    let names = |h: &Harness<'static, HeapscopeApp>| -> Vec<usize> {
+        h.state()
+            .session()
+            .lanes
+            .iter()
+            .map(|l| h.query_all_by_label(l.kind.name()).count())
+            .collect()
+    };
+    let before = names(&h);
+    click_hover(&mut h, "Compare mode");
+    assert!(h.state().settings().compare);
+    // The summary has one row per allocator, the details column makes way, and the map's
+    // byte-scale checkbox is forced on.
+    assert_eq!(h.get_all_by_label("share of footprint").count(), 1);
+    // Each allocator gains a summary row and an entry in the plots' shared legend, and loses
+    // its entry in the (hidden) "This step" section.
+    let after = names(&h);
+    assert_eq!(after.len(), 7);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(*a, b + 2 - 1, "{before:?} -> {after:?}");
+    }
+    assert_eq!(h.query_all_by_label("This step").count(), 0);
+    // Stepping still moves every lane together.
+    click_hover(&mut h, "Step forward");
+    assert_eq!(cursor(&h), 1);
+    click_hover(&mut h, "Compare mode");
+    assert!(!h.state().settings().compare);
+    assert_eq!(h.get_all_by_label("This step").count(), 1);
+}

@@ -17,6 +17,8 @@ use crate::palette;
 use crate::session::Lane;
 
 const BAR_HEIGHT: f32 = 34.0;
+/// Bar height in compare mode, where every allocator shares the screen.
+const COMPARE_BAR_HEIGHT: f32 = 22.0;
 /// Pixels per byte from which bytes are drawn in hex.
 const HEX_ZOOM: f64 = 18.0;
 
@@ -77,7 +79,8 @@ fn fit_window(layout: &HeapLayout) -> (Addr, u64) {
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let id = ui.scope_id().with("heap_map_view");
     let mut map: MapView = ui.data_mut(|d| *d.get_temp_mut_or_default(id));
-    let shared = view.settings.shared_scale;
+    // Compare mode always draws every lane on one byte scale.
+    let shared = view.settings.shared_scale || view.settings.compare;
     let widest = view
         .visible_lanes()
         .map(|l| fit_window(&l.layout).1)
@@ -87,7 +90,7 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     for lane in view.visible_lanes() {
         let (lo, own) = fit_window(&lane.layout);
         let fit_bytes = ((if shared { widest } else { own }) as f64 * 1.1).max(64.0);
-        lane_header(ui, lane);
+        lane_header(ui, lane, view.settings.compare);
         lane_bar(ui, view, lane, lo, fit_bytes, &mut map, commands);
         ui.add_space(6.0);
     }
@@ -95,9 +98,15 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     ui.data_mut(|d| d.insert_temp(id, map));
 }
 
-fn lane_header(ui: &mut Ui, lane: &Lane) {
+fn lane_header(ui: &mut Ui, lane: &Lane, swatch: bool) {
     let s = lane.layout.stats;
     ui.horizontal(|ui| {
+        if swatch {
+            // The lane's line colour in the overlaid plots.
+            let (r, _) = ui.allocate_exact_size(Vec2::splat(10.0), Sense::hover());
+            ui.painter()
+                .rect_filled(r, 2.0, palette::lane_colour(lane.kind));
+        }
         ui.label(RichText::new(lane.kind.name()).strong().size(14.0));
         ui.label(RichText::new(lane.kind.origin()).weak().small());
         ui.separator();
@@ -146,13 +155,18 @@ fn lane_bar(
     commands: &mut Commands,
 ) {
     let dark = ui.visuals().dark_mode;
+    let bar_height = if view.settings.compare {
+        COMPARE_BAR_HEIGHT
+    } else {
+        BAR_HEIGHT
+    };
     let (response, painter) = ui.allocate_painter(
-        Vec2::new(ui.available_width(), BAR_HEIGHT + 14.0),
+        Vec2::new(ui.available_width(), bar_height + 14.0),
         Sense::click_and_drag(),
     );
     let rect = Rect::from_min_size(
         response.rect.min,
-        Vec2::new(response.rect.width(), BAR_HEIGHT),
+        Vec2::new(response.rect.width(), bar_height),
     );
     let layout = &lane.layout;
     let origin = lo as f64;
@@ -492,9 +506,12 @@ fn legend(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
         ui.label(RichText::new("bad access").small());
     });
     ui.horizontal(|ui| {
-        let mut shared = view.settings.shared_scale;
+        let mut shared = view.settings.shared_scale || view.settings.compare;
         if ui
-            .checkbox(&mut shared, "one byte scale for all")
+            .add_enabled(
+                !view.settings.compare,
+                egui::Checkbox::new(&mut shared, "one byte scale for all"),
+            )
             .on_hover_text(
                 "Draw every allocator on the same bytes-per-pixel scale, to compare footprints",
             )

@@ -99,8 +99,16 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
                 .monospace()
                 .small(),
             );
-        } else if view.settings.compare {
-            ui.label(RichText::new("Compare: one line per allocator").weak());
+        } else {
+            // One legend for all three plots: in-plot legends would cover the lines.
+            for lane in &lanes {
+                let (r, _) = ui.allocate_exact_size(egui::Vec2::splat(10.0), egui::Sense::hover());
+                ui.painter()
+                    .rect_filled(r, 2.0, palette::lane_colour(lane.kind));
+                ui.label(RichText::new(lane.kind.name()).monospace().small());
+                ui.add_space(6.0);
+            }
+            ui.label(RichText::new("- - requested").monospace().small().weak());
         }
     });
     if lanes.is_empty() {
@@ -260,7 +268,8 @@ fn plot(
     let cursor = view.session.cursor;
     let link = Id::unique("metrics_plots");
     let playhead = ui.visuals().strong_text_color();
-    let with_legend = curves.len() > 1;
+    let dark = ui.visuals().dark_mode;
+    let with_legend = (2..=3).contains(&curves.len());
     let mut plot = Plot::new(id)
         .width(width)
         .height(height)
@@ -329,7 +338,7 @@ fn plot(
                 Source::Samples(points) => points,
             };
             let mut line = Line::new(curve.name, PlotPoints::new(points))
-                .color(curve.colour)
+                .color(palette::on_theme(curve.colour, dark))
                 .width(1.5);
             if curve.dashed {
                 line = line.style(LineStyle::dashed_loose());
@@ -403,7 +412,10 @@ fn trace_table(ui: &mut Ui, view: &View<'_>, compare: bool) {
                 let t = &s.totals;
                 let name = RichText::new(lane.kind.name()).monospace();
                 if compare {
-                    ui.label(name.color(palette::lane_colour(lane.kind)));
+                    ui.label(name.color(palette::on_theme(
+                        palette::lane_colour(lane.kind),
+                        ui.visuals().dark_mode,
+                    )));
                 } else {
                     ui.label(name);
                 }

@@ -1,6 +1,7 @@
 //! The app's panels, one per file. Each reads a [`View`] and pushes [`Command`]s.
 
 pub mod allocator_state;
+pub mod compare;
 pub mod description;
 pub mod dock;
 pub mod free_lists;

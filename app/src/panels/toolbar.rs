@@ -52,6 +52,25 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
             }
         }
         ui.separator();
+        let mut compare = view.settings.compare;
+        if ui
+            .toggle_value(&mut compare, "Compare")
+            .on_hover_text(
+                "Compare mode: every shown allocator side by side on one byte scale, with \
+                 overlaid metrics and a summary table",
+            )
+            .changed()
+        {
+            commands.push(Command::ToggleCompare);
+        }
+        let mut dock = view.settings.show_dock;
+        if ui
+            .toggle_value(&mut dock, "Metrics")
+            .on_hover_text("Show or hide the metrics and violations dock")
+            .changed()
+        {
+            commands.push(Command::ToggleDock);
+        }
         let theme = if view.settings.dark { "☀" } else { "🌙" };
         if ui
             .button(theme)

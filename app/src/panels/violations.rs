@@ -131,7 +131,10 @@ fn report(ui: &mut Ui, view: &View<'_>, lane: &Lane, problem: &Problem, commands
         ui.label(
             RichText::new(format!("step {} · {}", problem.at, lane.kind.name()))
                 .monospace()
-                .color(palette::lane_colour(lane.kind)),
+                .color(palette::on_theme(
+                    palette::lane_colour(lane.kind),
+                    ui.visuals().dark_mode,
+                )),
         );
     });
     let second = match &problem.detail {
