@@ -8,9 +8,10 @@ use eframe::egui::{self, Key, RichText, ScrollArea, Ui};
 
 use crate::bundled::{BUNDLED, default_scenario};
 use crate::command::{Command, Selection};
+use crate::export::{ExportKind, Exporter};
 use crate::palette;
 use crate::panels::{self, Commands, View};
-use crate::session::Session;
+use crate::session::{Session, Source};
 use crate::settings::{DockTab, Settings};
 
 /// A request to render one frame to a PNG and quit (`--screenshot`).
@@ -55,6 +56,7 @@ pub struct HeapscopeApp {
     error: Option<String>,
     notice: Option<String>,
     commands: Commands,
+    exporter: Exporter,
     screenshot: Option<ScreenshotRequest>,
     frames: u32,
     /// Where a `--screenshot` run reports back.
@@ -116,6 +118,7 @@ impl HeapscopeApp {
             error,
             notice,
             commands: Vec::new(),
+            exporter: Exporter::default(),
             screenshot: options.screenshot,
             frames: 0,
             screenshot_result: Arc::new(Mutex::new(None)),
@@ -252,6 +255,64 @@ impl HeapscopeApp {
                 self.settings.dock_tab = tab;
             }
             Command::ToggleCompare => self.settings.compare = !self.settings.compare,
+            Command::Export(kind) => self.export(ctx, kind),
+            Command::ClearRecent => self.settings.recent.clear(),
+        }
+    }
+
+    fn export(&mut self, ctx: &egui::Context, kind: ExportKind) {
+        let stem = match &self.session.source {
+            Source::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Source::Bundled(file) => file.trim_end_matches(".ron").to_owned(),
+        };
+        let (name, ext) = kind.file_name_and_extension(&stem);
+        let Some(path) = rfd::FileDialog::new()
+            .set_file_name(name)
+            .add_filter(ext, &[ext])
+            .save_file()
+        else {
+            return;
+        };
+        match kind {
+            ExportKind::MetricsCsv | ExportKind::ScenarioRon => {
+                let specs = self
+                    .session
+                    .lanes
+                    .iter()
+                    .map(|l| heapscope_core::scenario::AllocatorSpec {
+                        kind: l.kind,
+                        config: l.config.clone(),
+                    })
+                    .collect();
+                self.exporter
+                    .spawn(ctx, kind, self.session.scenario.clone(), specs, path);
+            }
+            ExportKind::HeapMapPng | ExportKind::PlotsPng => {
+                let Some(rect) = crate::export::remembered_rect(ctx, kind) else {
+                    self.error = Some("Export: that part of the window is not shown".to_owned());
+                    return;
+                };
+                let done = self.exporter.sender();
+                let pixels_per_point = ctx.pixels_per_point();
+                ctx.request_screenshot(move |image| {
+                    let part = crate::export::crop(&image, rect, pixels_per_point);
+                    let result = crate::screenshot::write_png(&path, &part).map(|()| path);
+                    // The app may have quit meanwhile; nobody is left to tell.
+                    let _ = done.send(result);
+                });
+            }
+        }
+    }
+
+    fn finished_exports(&mut self) {
+        for result in self.exporter.finished() {
+            match result {
+                Ok(path) => self.notice = Some(format!("Exported {}", path.display())),
+                Err(e) => self.error = Some(format!("Export failed: {e}")),
+            }
         }
     }
 
@@ -336,12 +397,19 @@ fn unreachable_default(error: &str) -> Session {
 impl eframe::App for HeapscopeApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.keyboard(ctx);
+        self.finished_exports();
         self.playback(ctx);
         self.screenshot_logic(ctx);
     }
 
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        // Panels record where they are drawn each frame; a part not drawn cannot be exported.
+        ctx.data_mut(|d| {
+            for kind in [ExportKind::HeapMapPng, ExportKind::PlotsPng] {
+                d.remove::<egui::Rect>(kind.rect_id());
+            }
+        });
         let mut commands = std::mem::take(&mut self.commands);
         {
             let view = View {

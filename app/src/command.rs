@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use heapscope_core::{Addr, AllocatorKind};
 
+use crate::export::ExportKind;
 use crate::settings::DockTab;
 
 /// A block chosen by the user: which allocator lane, and the block's first byte.
@@ -59,4 +60,8 @@ pub enum Command {
     ShowDockTab(DockTab),
     /// Switch compare mode on or off.
     ToggleCompare,
+    /// Ask where to save, then export.
+    Export(ExportKind),
+    /// Forget the recent files.
+    ClearRecent,
 }

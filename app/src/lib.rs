@@ -8,6 +8,7 @@ pub mod app;
 pub mod bundled;
 pub mod cli;
 pub mod command;
+pub mod export;
 pub mod palette;
 pub mod panels;
 pub mod screenshot;

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use heapscope_core::metrics::StepMetrics;
-use heapscope_core::{Op, Replayer, Scenario, StepResult, Trail, Violation};
+use heapscope_core::{AllocatorKind, Op, Replayer, Scenario, StepResult, Trail, Violation};
 use serde_json::{Value, json};
 
 use super::{CliError, RunOptions};
@@ -79,11 +79,7 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<(), CliError> {
     }
     let io = super::output_error;
     if args.format == Format::Csv {
-        writeln!(
-            out,
-            "step,allocator,op,result,requested_live,held,footprint,peak_footprint,internal_bytes,free_space_fragmentation,free_bytes,largest_free,free_blocks"
-        )
-        .map_err(io)?;
+        writeln!(out, "{CSV_HEADER}").map_err(io)?;
     }
     let progress = Progress::new(&args.file, scenario.ops.len());
     let mut trail = Trail::off();
@@ -145,28 +141,8 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 }
                 Format::Csv => {
                     let m = StepMetrics::of(&replay.heap().inspect());
-                    let result = match &outcome.result {
-                        StepResult::Placed(ptr) => format!("{ptr:#x}"),
-                        StepResult::Done => "ok".to_owned(),
-                        StepResult::Failed(e) => csv_field(&format!("error: {e}")),
-                        StepResult::Skipped(_) => "skipped".to_owned(),
-                    };
-                    writeln!(
-                        out,
-                        "{step},{},{},{result},{},{},{},{},{},{:.6},{},{},{}",
-                        kind.name(),
-                        op.name(),
-                        m.requested_live,
-                        m.held,
-                        m.footprint,
-                        m.peak_footprint,
-                        m.internal_bytes,
-                        m.free_space_fragmentation,
-                        m.free_bytes,
-                        m.largest_free,
-                        m.free_blocks
-                    )
-                    .map_err(io)?;
+                    writeln!(out, "{}", csv_row(step, *kind, op, &outcome.result, &m))
+                        .map_err(io)?;
                 }
                 Format::Summary => {}
             }
@@ -190,6 +166,40 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> Result<(), CliError> {
         super::compare::write_table(out, &rows).map_err(io)?;
     }
     Ok(())
+}
+
+/// The header of the per-step metrics CSV (`replay --format csv` and the app's export).
+pub const CSV_HEADER: &str = "step,allocator,op,result,requested_live,held,footprint,peak_footprint,internal_bytes,free_space_fragmentation,free_bytes,largest_free,free_blocks";
+
+/// One row of the per-step metrics CSV: what operation `step` did on `kind`, and the metrics
+/// after it.
+pub fn csv_row(
+    step: usize,
+    kind: AllocatorKind,
+    op: &Op,
+    result: &StepResult,
+    m: &StepMetrics,
+) -> String {
+    let result = match result {
+        StepResult::Placed(ptr) => format!("{ptr:#x}"),
+        StepResult::Done => "ok".to_owned(),
+        StepResult::Failed(e) => csv_field(&format!("error: {e}")),
+        StepResult::Skipped(_) => "skipped".to_owned(),
+    };
+    format!(
+        "{step},{},{},{result},{},{},{},{},{},{:.6},{},{},{}",
+        kind.name(),
+        op.name(),
+        m.requested_live,
+        m.held,
+        m.footprint,
+        m.peak_footprint,
+        m.internal_bytes,
+        m.free_space_fragmentation,
+        m.free_bytes,
+        m.largest_free,
+        m.free_blocks
+    )
 }
 
 fn op_text(op: &Op) -> String {

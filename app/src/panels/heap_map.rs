@@ -96,6 +96,11 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     }
     legend(ui, view, commands);
     ui.data_mut(|d| d.insert_temp(id, map));
+    crate::export::remember_rect(
+        ui.ctx(),
+        crate::export::ExportKind::HeapMapPng,
+        ui.min_rect().intersect(ui.clip_rect()),
+    );
 }
 
 fn lane_header(ui: &mut Ui, lane: &Lane, swatch: bool) {

@@ -125,7 +125,7 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let compare = lanes.len() > 1 || view.settings.compare;
     let sample_every = lanes.first().map_or(1, |l| l.series.sample_every());
 
-    ui.horizontal_top(|ui| {
+    let shown = ui.horizontal_top(|ui| {
         ui.vertical(|ui| {
             ui.set_width(plot_width);
             ui.label(RichText::new("Bytes").strong()).on_hover_text(
@@ -194,6 +194,11 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
             }
         });
     });
+    crate::export::remember_rect(
+        ui.ctx(),
+        crate::export::ExportKind::PlotsPng,
+        shown.response.rect,
+    );
 }
 
 fn bytes_curves<'a>(lanes: &[&'a Lane], compare: bool) -> Vec<Curve<'a>> {

@@ -5,6 +5,7 @@ use eframe::egui::{self, Button, RichText, Ui};
 use super::{Commands, View};
 use crate::bundled::BUNDLED;
 use crate::command::Command;
+use crate::export::ExportKind;
 
 /// Draws the toolbar.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
@@ -28,9 +29,53 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
                 ui.separator();
                 ui.label(RichText::new("Recent files").weak());
                 for path in &view.settings.recent {
-                    if ui.button(path.display().to_string()).clicked() {
+                    let name = path.file_name().map_or_else(
+                        || path.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                    if ui
+                        .button(name)
+                        .on_hover_text(path.display().to_string())
+                        .clicked()
+                    {
                         commands.push(Command::Open(path.clone()));
                     }
+                }
+                if ui
+                    .button("Clear recent files")
+                    .on_hover_text("Forget the files opened before")
+                    .clicked()
+                {
+                    commands.push(Command::ClearRecent);
+                }
+            }
+        });
+        ui.menu_button("Export", |ui| {
+            let exports = [
+                (
+                    ExportKind::MetricsCsv,
+                    "Metrics per step (CSV)…",
+                    "Every step on every allocator: the columns of `heapscope replay --format csv`",
+                ),
+                (
+                    ExportKind::ScenarioRon,
+                    "Trace as scenario (RON)…",
+                    "The loaded operations as a scenario file that stands alone",
+                ),
+                (
+                    ExportKind::HeapMapPng,
+                    "Heap map (PNG)…",
+                    "The heap map as it is drawn now",
+                ),
+                (
+                    ExportKind::PlotsPng,
+                    "Metrics plots (PNG)…",
+                    "The metrics plots and table as drawn now (open the Metrics tab first)",
+                ),
+            ];
+            for (kind, label, hover) in exports {
+                if ui.button(label).on_hover_text(hover).clicked() {
+                    commands.push(Command::Export(kind));
                 }
             }
         });
