@@ -9,6 +9,7 @@ use eframe::egui::{self, Key, RichText, ScrollArea, Ui};
 use crate::bundled::{BUNDLED, default_scenario};
 use crate::command::{Command, Selection};
 use crate::export::{ExportKind, Exporter};
+use crate::loader::{LoadError, Loading};
 use crate::palette;
 use crate::panels::{self, Commands, View};
 use crate::session::{Session, Source};
@@ -57,6 +58,10 @@ pub struct HeapscopeApp {
     notice: Option<String>,
     commands: Commands,
     exporter: Exporter,
+    /// A file being opened on a worker thread.
+    loading: Option<Loading>,
+    /// Where to stand once the file being loaded is ready (`--step`).
+    pending_step: Option<usize>,
     screenshot: Option<ScreenshotRequest>,
     frames: u32,
     /// Where a `--screenshot` run reports back.
@@ -94,31 +99,30 @@ impl HeapscopeApp {
             settings.dock_tab = tab;
         }
         let bundled = default_scenario();
-        let mut error = None;
         let mut session = match Session::bundled(bundled.file, bundled.text) {
             Ok(session) => session,
             Err(e) => unreachable_default(&e),
         };
-        if let Some(path) = &options.file {
-            match Session::open(path) {
-                Ok(opened) => {
-                    session = opened;
-                    settings.remember(path.clone());
-                }
-                Err(e) => error = Some(e),
-            }
+        // A file named on the command line loads in the background over the default scenario.
+        let loading = options
+            .file
+            .as_deref()
+            .map(|path| Loading::start(ctx, path));
+        if loading.is_none() {
+            session.seek(options.step.unwrap_or(0));
         }
-        session.seek(options.step.unwrap_or(0));
         let app = Self {
             settings,
             session,
             selection: None,
             playing: false,
             play_clock: 0.0,
-            error,
+            error: None,
             notice,
             commands: Vec::new(),
             exporter: Exporter::default(),
+            loading,
+            pending_step: options.step,
             screenshot: options.screenshot,
             frames: 0,
             screenshot_result: Arc::new(Mutex::new(None)),
@@ -165,18 +169,48 @@ impl HeapscopeApp {
         self.playing
     }
 
-    fn open(&mut self, path: PathBuf) {
-        match Session::open(&path) {
+    /// Whether a file is being loaded (for tests).
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some()
+    }
+
+    /// Starts loading `path` on a worker thread, abandoning any load still running.
+    fn open(&mut self, ctx: &egui::Context, path: &std::path::Path) {
+        if let Some(old) = self.loading.take() {
+            old.progress.cancel();
+        }
+        self.loading = Some(Loading::start(ctx, path));
+    }
+
+    /// Installs the loaded session when the worker is done; until then the old one stays.
+    fn poll_loading(&mut self, ctx: &egui::Context) {
+        let Some(loading) = &self.loading else {
+            return;
+        };
+        let Some(result) = loading.poll() else {
+            ctx.request_repaint_after(Duration::from_millis(50));
+            return;
+        };
+        let path = loading.path.clone();
+        self.loading = None;
+        match result {
             Ok(session) => {
                 self.session = session;
-                self.session.seek(0);
+                self.session.seek(self.pending_step.take().unwrap_or(0));
                 self.selection = None;
                 self.playing = false;
                 self.error = None;
                 self.settings.remember(path);
             }
+            Err(LoadError::Cancelled) => {
+                self.pending_step = None;
+                self.notice = Some(format!("Stopped loading {}", path.display()));
+            }
             // The session loaded before stays: a bad file costs nothing.
-            Err(e) => self.error = Some(e),
+            Err(LoadError::Failed(e)) => {
+                self.pending_step = None;
+                self.error = Some(e);
+            }
         }
     }
 
@@ -215,10 +249,19 @@ impl HeapscopeApp {
                     .add_filter("all files", &["*"])
                     .pick_file();
                 if let Some(path) = picked {
-                    self.open(path);
+                    self.open(ctx, &path);
                 }
             }
-            Command::Open(path) => self.open(path),
+            Command::Open(path) => self.open(ctx, &path),
+            Command::CancelLoad => {
+                if let Some(loading) = self.loading.take() {
+                    loading.progress.cancel();
+                    self.notice = Some(format!(
+                        "Stopped loading {}; what was loaded stays",
+                        loading.path.display()
+                    ));
+                }
+            }
             Command::OpenBundled(file) => {
                 if let Some(b) = BUNDLED.iter().find(|b| b.file == file) {
                     match Session::bundled(b.file, b.text) {
@@ -367,6 +410,11 @@ impl HeapscopeApp {
         let Some(request) = &self.screenshot else {
             return;
         };
+        // The picture is of the file asked for: wait until it is loaded.
+        if self.loading.is_some() {
+            ctx.request_repaint();
+            return;
+        }
         self.frames += 1;
         if self.frames == request.after_frames {
             let path = request.path.clone();
@@ -397,6 +445,7 @@ fn unreachable_default(error: &str) -> Session {
 impl eframe::App for HeapscopeApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.keyboard(ctx);
+        self.poll_loading(ctx);
         self.finished_exports();
         self.playback(ctx);
         self.screenshot_logic(ctx);
@@ -413,6 +462,7 @@ impl eframe::App for HeapscopeApp {
         let mut commands = std::mem::take(&mut self.commands);
         {
             let view = View {
+                loading: self.loading.as_ref(),
                 session: &self.session,
                 settings: &self.settings,
                 selection: self.selection,
@@ -465,6 +515,7 @@ impl eframe::App for HeapscopeApp {
                     });
             }
             egui::CentralPanel::default().show(ui, |ui| {
+                panels::loading::show(ui, &view, &mut commands);
                 banners(ui, &self.error, &self.notice, &mut commands);
                 ui.horizontal(|ui| {
                     ui.heading(self.session.title());

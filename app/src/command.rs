@@ -40,8 +40,10 @@ pub enum Command {
     },
     /// Ask for a file with the system dialog.
     OpenDialog,
-    /// Load this file.
+    /// Load this file (on a worker thread).
     Open(PathBuf),
+    /// Stop loading the file being opened; what was loaded before stays.
+    CancelLoad,
     /// Load a scenario bundled into the binary.
     OpenBundled(&'static str),
     /// Select a block (or clear the selection).

@@ -9,6 +9,7 @@ pub mod bundled;
 pub mod cli;
 pub mod command;
 pub mod export;
+pub mod loader;
 pub mod palette;
 pub mod panels;
 pub mod screenshot;

@@ -6,12 +6,16 @@
 //! evenly spaced sample steps, so recording a million-step trace stays linear.
 
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use heapscope_core::metrics::{StepMetrics, TraceMetrics};
 use heapscope_core::{Addr, AllocError, Replayer, Step, StepResult, Violation};
 
 /// At most this many layout samples per lane (plus the start).
 pub const MAX_SAMPLES: usize = 512;
+
+/// Sampling may always take this long per lane, however fast the replay itself is.
+const MIN_SAMPLING_BUDGET: Duration = Duration::from_millis(40);
 
 /// At most this many problems are kept per lane with their details; later ones are only counted
 /// (a poisoned allocator fails every call after the first error).
@@ -214,6 +218,8 @@ pub struct LaneSeries {
     pub samples: Vec<Sample>,
     sample_every: usize,
     total_steps: usize,
+    started: Option<Instant>,
+    sampling: Duration,
     /// Whole-trace measures (J&W #3/#4, utilization, failures).
     pub totals: TraceMetrics,
     /// Problems in step order (at most [`MAX_PROBLEMS`]).
@@ -234,6 +240,7 @@ impl LaneSeries {
             samples: Vec::with_capacity(MAX_SAMPLES + 2),
             sample_every: steps.div_ceil(MAX_SAMPLES).max(1),
             total_steps: steps,
+            started: Some(Instant::now()),
             ..Self::default()
         };
         series.push_stats(replay);
@@ -286,6 +293,7 @@ impl LaneSeries {
     }
 
     fn sample(&mut self, replay: &Replayer) {
+        let began = Instant::now();
         let m = StepMetrics::of(&replay.heap().inspect());
         self.samples.push(Sample {
             at: self.requested_live.len() - 1,
@@ -293,6 +301,26 @@ impl LaneSeries {
             largest_free: m.largest_free,
             free_bytes: m.free_bytes,
         });
+        self.sampling += began.elapsed();
+        // Sampling may cost as much as the replay itself: when it costs more (large heaps make
+        // `inspect` slow), sample half as often from here on and drop every other sample taken,
+        // so the samples stay evenly spaced.
+        let elapsed = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        let replaying = elapsed.saturating_sub(self.sampling);
+        if self.sampling > replaying.max(MIN_SAMPLING_BUDGET) {
+            self.thin();
+        }
+    }
+
+    /// Doubles the sampling interval, keeping the samples that fall on it (and the start).
+    fn thin(&mut self) {
+        self.sample_every = self.sample_every.saturating_mul(2);
+        let every = self.sample_every;
+        let end = self.total_steps;
+        self.samples
+            .retain(|s| s.at.is_multiple_of(every) || s.at == end);
+        // What the kept samples cost is spent; the budget restarts from here.
+        self.sampling /= 2;
     }
 
     fn problem(&mut self, problem: Problem) {
@@ -348,6 +376,27 @@ mod tests {
     }
 
     #[test]
+    fn thinning_keeps_samples_evenly_spaced() {
+        let replay = Replayer::new(AllocatorKind::Bump.build(&HeapConfig::default()).unwrap());
+        let mut series = LaneSeries::new(100, &replay);
+        series.samples.clear();
+        for at in (0..=100).step_by(series.sample_every()) {
+            series.samples.push(Sample {
+                at,
+                fragmentation: 0.0,
+                largest_free: 0,
+                free_bytes: 0,
+            });
+        }
+        assert_eq!(series.sample_every(), 1);
+        series.thin();
+        series.thin();
+        assert_eq!(series.sample_every(), 4);
+        let ats: Vec<usize> = series.samples.iter().map(|s| s.at).collect();
+        assert_eq!(ats, (0..=100).step_by(4).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn recording_keeps_every_step_bounded_samples_and_every_problem() {
         let heap = AllocatorKind::CheckedBump
             .build(&HeapConfig::default())
@@ -379,6 +428,9 @@ mod tests {
         assert_eq!(series.requested_live.get(2000), Some(2000 * 16));
         assert_eq!(series.requested_live.get(2001), Some(1999 * 16));
         assert!(series.samples.len() <= MAX_SAMPLES + 2);
+        let every = series.sample_every();
+        let inner = &series.samples[..series.samples.len() - 1];
+        assert!(inner.windows(2).all(|w| w[1].at - w[0].at == every));
         assert_eq!(series.samples.first().map(|s| s.at), Some(0));
         assert_eq!(series.samples.last().map(|s| s.at), Some(ops.len()));
         let classes: Vec<(usize, String)> =

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::loader::{LoadError, LoadProgress};
 use crate::series::LaneSeries;
 use heapscope_core::{
     AllocatorKind, Finding, HeapConfig, HeapLayout, Op, Replayer, Scenario, ScenarioError, Step,
@@ -55,7 +56,12 @@ pub struct Lane {
 }
 
 impl Lane {
-    fn record(kind: AllocatorKind, config: HeapConfig, ops: &[Op]) -> Result<Self, String> {
+    fn record(
+        kind: AllocatorKind,
+        config: HeapConfig,
+        ops: &[Op],
+        progress: &LoadProgress,
+    ) -> Result<Self, LoadError> {
         let heap = kind.build(&config).map_err(|e| e.to_string())?;
         let mut replay = Replayer::new(heap);
         let mut checkpoints = vec![replay.clone()];
@@ -66,6 +72,7 @@ impl Lane {
         for (i, op) in ops.iter().enumerate() {
             let step = replay.apply(op, &mut off);
             series.record(&step, &replay);
+            progress.tick(i)?;
             marks.push(if !step.violations.is_empty() {
                 Mark::Violation
             } else if matches!(step.result, StepResult::Failed(_)) {
@@ -78,6 +85,7 @@ impl Lane {
                 checkpoints.push(replay.clone());
             }
         }
+        progress.finish_lane(ops.len());
         let layout = checkpoints[0].heap().inspect();
         Ok(Self {
             kind,
@@ -140,14 +148,24 @@ pub struct Session {
 impl Session {
     /// Loads a scenario or trace file from disk.
     pub fn open(path: &Path) -> Result<Self, String> {
+        Self::open_with(path, &LoadProgress::unobserved()).map_err(|e| e.to_string())
+    }
+
+    /// Loads a file, reporting to (and stopping when cancelled through) `progress`.
+    pub fn open_with(path: &Path, progress: &LoadProgress) -> Result<Self, LoadError> {
         let scenario = Scenario::open(path).map_err(|e: ScenarioError| e.to_string())?;
-        Self::from_scenario(scenario, Source::File(path.to_owned()))
+        if progress.cancelled() {
+            return Err(LoadError::Cancelled);
+        }
+        progress.set_total(scenario.ops.len() * scenario.allocator_specs().len());
+        Self::from_scenario(scenario, Source::File(path.to_owned()), progress)
     }
 
     /// Loads a bundled scenario.
     pub fn bundled(file: &'static str, text: &str) -> Result<Self, String> {
         let scenario = Scenario::from_ron(text, Path::new(file)).map_err(|e| e.to_string())?;
-        Self::from_scenario(scenario, Source::Bundled(file))
+        Self::from_scenario(scenario, Source::Bundled(file), &LoadProgress::unobserved())
+            .map_err(|e| e.to_string())
     }
 
     /// A session with no operations and no allocators (what is left if nothing loads).
@@ -171,11 +189,15 @@ impl Session {
         }
     }
 
-    fn from_scenario(scenario: Scenario, source: Source) -> Result<Self, String> {
+    fn from_scenario(
+        scenario: Scenario,
+        source: Source,
+        progress: &LoadProgress,
+    ) -> Result<Self, LoadError> {
         let lanes = scenario
             .allocator_specs()
             .into_iter()
-            .map(|spec| Lane::record(spec.kind, spec.config, &scenario.ops))
+            .map(|spec| Lane::record(spec.kind, spec.config, &scenario.ops, progress))
             .collect::<Result<Vec<_>, _>>()?;
         let mut session = Self {
             source,

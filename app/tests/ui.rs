@@ -10,6 +10,9 @@ use egui_kittest::kittest::Queryable;
 use heapscope::app::{HeapscopeApp, StartOptions};
 use heapscope::command::Command;
 
+#[path = "support/workload.rs"]
+mod workload;
+
 fn app() -> Harness<'static, HeapscopeApp> {
     let mut harness = Harness::builder()
         .with_size([1440.0, 900.0])
@@ -32,6 +35,20 @@ fn click_hover(harness: &mut Harness<'static, HeapscopeApp>, hover: &str) {
     harness
         .get_by(|node| node.description().is_some_and(|d| d.starts_with(hover)))
         .click();
+    harness.run_steps(2);
+}
+
+/// Runs frames until a file being opened has loaded (or failed), at most ten seconds.
+fn settle(harness: &mut Harness<'static, HeapscopeApp>) {
+    let start = std::time::Instant::now();
+    while harness.state().is_loading() && start.elapsed().as_secs() < 10 {
+        harness.step();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        !harness.state().is_loading(),
+        "the file did not load in time"
+    );
     harness.run_steps(2);
 }
 
@@ -145,7 +162,8 @@ fn a_broken_file_shows_its_error_and_keeps_the_loaded_scenario() {
     )
     .unwrap();
     h.state_mut().push_command(Command::Open(bad.clone()));
-    h.run_steps(3);
+    h.run_steps(1);
+    settle(&mut h);
     let error = h.state().error().expect("an error").to_owned();
     assert!(error.contains("broken.ron:3:"), "{error}");
     assert_eq!(
@@ -191,8 +209,14 @@ fn clicking_a_violation_seeks_to_it_and_selects_its_block() {
     h.state_mut().push_command(Command::ShowDockTab(
         heapscope::settings::DockTab::Violations,
     ));
-    h.run_steps(3);
-    assert_eq!(h.state().session().scenario.name, "bugs");
+    h.run_steps(1);
+    settle(&mut h);
+    assert_eq!(
+        h.state().session().scenario.name,
+        "bugs",
+        "{:?}",
+        h.state().error()
+    );
     // The overflow (step 3) is listed first; clicking it moves the cursor there.
     h.get_all_by(|node| {
         node.description()
@@ -260,4 +284,41 @@ fn compare_mode_shows_every_allocator_on_one_scale_with_a_summary() {
     click_hover(&mut h, "Compare mode");
     assert!(!h.state().settings().compare);
     assert_eq!(h.get_all_by_label("This step").count(), 1);
+}
+
+#[test]
+fn a_long_load_shows_progress_and_cancel_keeps_the_loaded_scenario() {
+    let mut h = app();
+    click_hover(&mut h, "Step forward");
+    // Big enough that recording seven allocators takes far longer than a few frames.
+    let path = temp_file("long.rep", &workload::churn_rep(400_000, 20_000));
+    h.state_mut().push_command(Command::Open(path));
+    h.run_steps(2);
+    assert!(h.state().is_loading());
+    // The old scenario stays usable while the new one loads.
+    assert_eq!(h.state().session().scenario.name, "First steps");
+    assert_eq!(h.get_all_by_label_contains("long.rep").count(), 1);
+    click_hover(&mut h, "Cancel loading");
+    assert!(!h.state().is_loading());
+    assert_eq!(h.state().session().scenario.name, "First steps");
+    assert_eq!(cursor(&h), 1);
+    assert_eq!(h.get_all_by_label_contains("Stopped loading").count(), 1);
+}
+
+#[test]
+fn a_file_loads_in_the_background_and_replaces_the_session() {
+    let mut h = app();
+    let path = temp_file("small.rep", &workload::churn_rep(2_000, 100));
+    h.state_mut().push_command(Command::Open(path.clone()));
+    h.run_steps(1);
+    settle(&mut h);
+    assert!(h.state().error().is_none(), "{:?}", h.state().error());
+    assert_eq!(h.state().session().len(), 2_000);
+    assert_eq!(cursor(&h), 0);
+    assert_eq!(h.state().settings().recent.first(), Some(&path));
+    // Every lane holds about the 100 blocks the workload keeps live.
+    for lane in &h.state().session().lanes {
+        let live = lane.series.requested_live.len();
+        assert_eq!(live, 2_001, "{}", lane.kind);
+    }
 }

@@ -7,6 +7,7 @@ pub mod dock;
 pub mod free_lists;
 pub mod heap_map;
 pub mod inspector;
+pub mod loading;
 pub mod metrics;
 pub mod this_step;
 pub mod timeline;
@@ -20,6 +21,8 @@ use crate::settings::Settings;
 /// What the panels read while drawing one frame.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
+    /// A file being opened in the background.
+    pub loading: Option<&'a crate::loader::Loading>,
     /// The loaded scenario.
     pub session: &'a Session,
     /// Persisted settings.
