@@ -3,12 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use heapscope_core::{
-    AllocatorKind, Finding, HeapConfig, HeapLayout, Op, Replayer, Scenario, ScenarioError, Step,
-    StepResult, Trail,
+    AllocatorKind, Finding, HeapConfig, HeapLayout, Op, RecordOptions, Replayer, Scenario,
+    ScenarioError, Step, StepOutcome, Timeline,
 };
-
-/// A replay state is kept every this many operations, so seeking replays at most this many.
-const CHECKPOINT_EVERY: usize = 256;
 
 /// Where the session's scenario came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,68 +16,30 @@ pub enum Source {
     File(PathBuf),
 }
 
-/// How one operation went for one allocator, for timeline markers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
-    /// Nothing notable.
-    Ok,
-    /// The allocator refused the call.
-    Failed,
-    /// A checking allocator caught a bad access or free.
-    Violation,
-}
-
-/// One allocator's replay of the scenario.
+/// One allocator's recorded replay of the scenario, positioned at the session's cursor.
 #[derive(Debug)]
 pub struct Lane {
     /// The variant.
     pub kind: AllocatorKind,
-    /// Its settings.
-    pub config: HeapConfig,
-    checkpoints: Vec<Replayer>,
-    /// What each operation did, for the timeline.
-    pub marks: Vec<Mark>,
-    /// Live requested bytes after each operation (index i = after op i).
-    pub live_bytes: Vec<u64>,
+    /// The recording: per-step outcomes and counters, problems, and seeking.
+    pub timeline: Timeline,
     /// The step that led to the current position (None before the first).
     pub last_step: Option<Step>,
     /// The heap at the current position.
     pub layout: HeapLayout,
     /// `validate()` at the current position.
     pub findings: Vec<Finding>,
-    state: Replayer,
 }
 
 impl Lane {
     fn record(kind: AllocatorKind, config: HeapConfig, ops: &[Op]) -> Result<Self, String> {
-        let heap = kind.build(&config).map_err(|e| e.to_string())?;
-        let mut replay = Replayer::new(heap);
-        let mut checkpoints = vec![replay.clone()];
-        let mut marks = Vec::with_capacity(ops.len());
-        let mut live_bytes = Vec::with_capacity(ops.len());
-        let mut off = Trail::off();
-        for (i, op) in ops.iter().enumerate() {
-            let step = replay.apply(op, &mut off);
-            marks.push(if !step.violations.is_empty() {
-                Mark::Violation
-            } else if matches!(step.result, StepResult::Failed(_)) {
-                Mark::Failed
-            } else {
-                Mark::Ok
-            });
-            live_bytes.push(replay.heap().stats().requested_live);
-            if (i + 1) % CHECKPOINT_EVERY == 0 {
-                checkpoints.push(replay.clone());
-            }
-        }
-        let layout = checkpoints[0].heap().inspect();
+        let timeline =
+            Timeline::record(kind, config, ops, &RecordOptions::default(), &mut |_| true)
+                .map_err(|e| format!("{kind}: {e}"))?;
+        let layout = timeline.replay().heap().inspect();
         Ok(Self {
             kind,
-            config,
-            state: checkpoints[0].clone(),
-            checkpoints,
-            marks,
-            live_bytes,
+            timeline,
             last_step: None,
             layout,
             findings: Vec::new(),
@@ -89,26 +48,23 @@ impl Lane {
 
     /// Positions the lane after `cursor` operations.
     fn seek(&mut self, ops: &[Op], cursor: usize) {
-        let base = (cursor.saturating_sub(1) / CHECKPOINT_EVERY).min(self.checkpoints.len() - 1);
-        let mut replay = self.checkpoints[base].clone();
-        let mut off = Trail::off();
-        let from = base * CHECKPOINT_EVERY;
-        self.last_step = None;
-        for (i, op) in ops.iter().enumerate().take(cursor).skip(from) {
-            if i + 1 == cursor {
-                self.last_step = Some(replay.apply(op, &mut Trail::on()));
-            } else {
-                replay.apply(op, &mut off);
-            }
-        }
-        self.layout = replay.heap().inspect();
-        self.findings = replay.heap().validate();
-        self.state = replay;
+        self.last_step = self.timeline.seek(ops, cursor);
+        let heap = self.timeline.replay().heap();
+        self.layout = heap.inspect();
+        self.findings = heap.validate();
     }
 
     /// The replay at the current position.
     pub fn replay(&self) -> &Replayer {
-        &self.state
+        self.timeline.replay()
+    }
+
+    /// Whether operation `i` failed or raised a violation.
+    pub fn is_problem(&self, i: usize) -> bool {
+        matches!(
+            self.timeline.outcome(i),
+            Some(StepOutcome::Failed | StepOutcome::Violation)
+        )
     }
 }
 
@@ -198,9 +154,7 @@ impl Session {
 
     /// Whether operation `i` failed or raised a violation on any lane.
     pub fn is_problem(&self, i: usize) -> bool {
-        self.lanes
-            .iter()
-            .any(|l| l.marks.get(i).is_some_and(|m| *m != Mark::Ok))
+        self.lanes.iter().any(|l| l.is_problem(i))
     }
 
     /// The position after the next (or previous) operation matching `pred`.
@@ -235,6 +189,7 @@ impl Session {
 mod tests {
     use super::*;
     use crate::bundled::default_scenario;
+    use heapscope_core::Trail;
 
     #[test]
     fn seeking_anywhere_matches_a_fresh_replay() {
@@ -244,7 +199,7 @@ mod tests {
         for cursor in [n, 3, 0, n / 2, 1] {
             session.seek(cursor);
             for lane in &session.lanes {
-                let mut fresh = Replayer::new(lane.kind.build(&lane.config).unwrap());
+                let mut fresh = Replayer::new(lane.kind.build(lane.timeline.config()).unwrap());
                 for op in &session.scenario.ops[..cursor] {
                     fresh.apply(op, &mut Trail::off());
                 }

@@ -3,7 +3,7 @@
 //!
 //! The tests themselves live in `tests/tests/`, the benchmarks in `tests/benches/`.
 
-use heapscope_core::{Addr, Allocator, Trail};
+use heapscope_core::{Addr, Allocator, Op, Trail};
 
 /// A small, fast, seedable generator (SplitMix64): the workloads must be identical on every
 /// machine and run, and need no statistical quality beyond that.
@@ -155,4 +155,21 @@ mod tests {
         }
         assert!((5000..6000).contains(&allocs), "{allocs} allocations");
     }
+}
+
+/// The trace of `calls`, slots as block ids: the same workload for the timeline and the app.
+pub fn workload_ops(calls: &[Call]) -> Vec<Op> {
+    calls
+        .iter()
+        .map(|call| match *call {
+            Call::Alloc { slot, size } => Op::Alloc {
+                id: u64::from(slot),
+                size: u64::from(size),
+                align: 0,
+            },
+            Call::Free { slot } => Op::Free {
+                id: u64::from(slot),
+            },
+        })
+        .collect()
 }
