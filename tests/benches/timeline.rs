@@ -133,23 +133,16 @@ fn main() {
         let mut timeline = None;
         let mut counted = 0isize;
         for _ in 0..runs {
-            timeline = None;
+            // Free the previous recording first, so the count sees this one alone.
+            drop(timeline.take());
             let before = HELD.load(Ordering::Relaxed);
             let (took, t) = record(kind, &ops);
-            // The recording beyond the current state: the state itself is one replay's worth.
+            // Includes the current state, which stands at the start (an empty heap).
             counted = HELD.load(Ordering::Relaxed) - before;
             records.push(took);
             timeline = Some(t);
         }
         let mut timeline = timeline.unwrap();
-        let state = {
-            let before = HELD.load(Ordering::Relaxed);
-            let r = timeline.replay().clone();
-            let state = HELD.load(Ordering::Relaxed) - before;
-            drop(r);
-            state
-        };
-        let _ = state;
         let mut rng = SplitMix64::new(SEED ^ 0x5eed);
         let mut times = Vec::with_capacity(seeks);
         for _ in 0..seeks {
