@@ -4,6 +4,8 @@
 //!
 //! `PROPTEST_CASES=N` sets the depth (default 24 per variant).
 
+#![allow(clippy::unwrap_used)]
+
 use heapscope_core::{
     AllocatorKind, HeapConfig, Op, RecordOptions, Replayer, Step, Timeline, Trail,
 };
