@@ -129,6 +129,23 @@ pub fn drive(heap: &mut dyn Allocator, calls: &[Call]) -> usize {
     failed
 }
 
+/// The trace of `calls`, slots as block ids: the same workload for the timeline and the app.
+pub fn workload_ops(calls: &[Call]) -> Vec<Op> {
+    calls
+        .iter()
+        .map(|call| match *call {
+            Call::Alloc { slot, size } => Op::Alloc {
+                id: u64::from(slot),
+                size: u64::from(size),
+                align: 0,
+            },
+            Call::Free { slot } => Op::Free {
+                id: u64::from(slot),
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,21 +172,4 @@ mod tests {
         }
         assert!((5000..6000).contains(&allocs), "{allocs} allocations");
     }
-}
-
-/// The trace of `calls`, slots as block ids: the same workload for the timeline and the app.
-pub fn workload_ops(calls: &[Call]) -> Vec<Op> {
-    calls
-        .iter()
-        .map(|call| match *call {
-            Call::Alloc { slot, size } => Op::Alloc {
-                id: u64::from(slot),
-                size: u64::from(size),
-                align: 0,
-            },
-            Call::Free { slot } => Op::Free {
-                id: u64::from(slot),
-            },
-        })
-        .collect()
 }
