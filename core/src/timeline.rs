@@ -9,9 +9,9 @@
 //!
 //! Why checkpoints and not undo records: the models keep side state in host structures (ledger,
 //! shadow bytes, block lists) that undo records would have to journal model by model, while a
-//! checkpoint needs nothing from a model but `Clone`. Checkpoints are placed by a byte budget
-//! per operation, so their spacing adapts to the heap's size: dense while the heap is small,
-//! sparse when one copy is large. The benchmark (`cargo bench -p heapscope-tests --bench
+//! checkpoint needs nothing from a model but `Clone`. Checkpoints are evenly spaced within a
+//! byte budget per operation: whenever they exceed it, every other one is dropped and the
+//! spacing doubles, so it adapts to the heap's size. The benchmark (`cargo bench -p heapscope-tests --bench
 //! timeline`) measures what this costs and how fast seeks are.
 
 use rustc_hash::FxHashSet;
@@ -33,7 +33,7 @@ pub const MAX_PROBLEMS: usize = 65_536;
 pub struct RecordOptions {
     /// Checkpoint bytes allowed per recorded operation, on average over the trace so far.
     pub checkpoint_bytes_per_op: usize,
-    /// Fewest operations between two checkpoints.
+    /// Operations between two checkpoints to start with (doubled as the budget requires).
     pub min_spacing: usize,
 }
 
@@ -249,11 +249,9 @@ impl Timeline {
         let mut held = Column::with_capacity(ops.len());
         let mut footprint = Column::with_capacity(ops.len());
         let mut problems = Vec::new();
-        let first = Checkpoint::take(&mut state, 0);
-        // Checkpoint bytes earned by the operations so far and not yet spent.
-        let mut allowance = -(first.bytes as i64);
-        let mut next_cost = first.bytes as i64;
-        let mut checkpoints = vec![first];
+        let mut checkpoints = vec![Checkpoint::take(&mut state, 0)];
+        let mut spent = checkpoints[0].bytes;
+        let mut spacing = options.min_spacing.max(1);
         let mut off = Trail::off();
         for (i, op) in ops.iter().enumerate() {
             if i % 4096 == 0 && !progress(i) {
@@ -275,13 +273,18 @@ impl Timeline {
                 });
             }
             forget_if_last(&last_mention, i, op, &mut state);
-            allowance += options.checkpoint_bytes_per_op as i64;
-            let since = i + 1 - checkpoints.last().map_or(0, |c| c.step);
-            if since >= options.min_spacing && allowance >= next_cost {
+            if (i + 1) % spacing == 0 {
                 let checkpoint = Checkpoint::take(&mut state, i + 1);
-                allowance -= checkpoint.bytes as i64;
-                next_cost = checkpoint.bytes as i64;
+                spent += checkpoint.bytes;
                 checkpoints.push(checkpoint);
+                // Over budget: keep every other checkpoint, so the spacing stays even and a
+                // seek replays fewer than `spacing` operations wherever it lands.
+                let budget = options.checkpoint_bytes_per_op.saturating_mul(i + 1);
+                while spent > budget && checkpoints.len() > 1 {
+                    spacing = spacing.saturating_mul(2);
+                    checkpoints.retain(|c| c.step % spacing == 0);
+                    spent = checkpoints.iter().map(|c| c.bytes).sum();
+                }
             }
         }
         progress(ops.len());
@@ -516,9 +519,41 @@ mod tests {
         assert_eq!(timeline.replay().heap().stats().live_blocks, 100);
         assert!(timeline.seek(&ops, 0).is_none());
         assert_eq!(timeline.replay().heap().stats().live_blocks, 0);
-        assert!(
-            timeline.checkpoint_count() >= 2,
-            "the budget buys checkpoints"
-        );
+    }
+
+    #[test]
+    fn checkpoints_stay_evenly_spaced_within_the_budget() {
+        let ops: Vec<Op> = (0..100)
+            .map(|id| Op::Alloc {
+                id,
+                size: 24,
+                align: 0,
+            })
+            .collect();
+        let generous = RecordOptions {
+            checkpoint_bytes_per_op: 1 << 20,
+            min_spacing: 10,
+        };
+        let tight = RecordOptions {
+            checkpoint_bytes_per_op: 1,
+            min_spacing: 10,
+        };
+        for (options, expected) in [(generous, 11), (tight, 1)] {
+            let timeline = Timeline::record(
+                AllocatorKind::Dlmalloc,
+                HeapConfig::default(),
+                &ops,
+                &options,
+                &mut |_| true,
+            )
+            .unwrap();
+            assert_eq!(timeline.checkpoint_count(), expected);
+            let steps: Vec<usize> = timeline.checkpoints.iter().map(|c| c.step).collect();
+            let spacing = steps.get(1).copied().unwrap_or(1);
+            assert!(
+                steps.iter().enumerate().all(|(i, &s)| s == i * spacing),
+                "{steps:?}"
+            );
+        }
     }
 }
