@@ -33,9 +33,14 @@ pub struct Lane {
 
 impl Lane {
     fn record(kind: AllocatorKind, config: HeapConfig, ops: &[Op]) -> Result<Self, String> {
-        let timeline =
-            Timeline::record(kind, config, ops, &RecordOptions::default(), &mut |_| true)
-                .map_err(|e| format!("{kind}: {e}"))?;
+        let timeline = Timeline::record(
+            kind,
+            config,
+            ops,
+            &RecordOptions::default(),
+            &mut |_, _, _| true,
+        )
+        .map_err(|e| format!("{kind}: {e}"))?;
         let layout = timeline.replay().heap().inspect();
         Ok(Self {
             kind,

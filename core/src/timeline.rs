@@ -232,15 +232,17 @@ fn forget_if_last(last_mention: &[u64], i: usize, op: &Op, state: &mut Replayer)
 }
 
 impl Timeline {
-    /// Replays `ops` against a fresh `kind` allocator with `config` and records the timeline,
-    /// calling `progress` with the number of operations done every few thousand operations;
-    /// recording stops with [`TimelineError::Cancelled`] when it returns `false`.
+    /// Replays `ops` against a fresh `kind` allocator with `config` and records the timeline.
+    ///
+    /// `watch` sees each operation as it is recorded: its index, its step, and the replay
+    /// standing after it (for progress, or for measures the timeline does not keep); recording
+    /// stops with [`TimelineError::Cancelled`] when it returns `false`.
     pub fn record(
         kind: AllocatorKind,
         config: HeapConfig,
         ops: &[Op],
         options: &RecordOptions,
-        progress: &mut dyn FnMut(usize) -> bool,
+        watch: &mut dyn FnMut(usize, &Step, &Replayer) -> bool,
     ) -> Result<Self, TimelineError> {
         let mut state = Replayer::new(kind.build(&config)?);
         let last_mention = last_mentions(ops);
@@ -254,10 +256,10 @@ impl Timeline {
         let mut spacing = options.min_spacing.max(1);
         let mut off = Trail::off();
         for (i, op) in ops.iter().enumerate() {
-            if i % 4096 == 0 && !progress(i) {
+            let step = state.apply(op, &mut off);
+            if !watch(i, &step, &state) {
                 return Err(TimelineError::Cancelled(i));
             }
-            let step = state.apply(op, &mut off);
             let outcome = StepOutcome::of(&step);
             let stats = state.heap().stats();
             outcomes.push(outcome);
@@ -287,7 +289,6 @@ impl Timeline {
                 }
             }
         }
-        progress(ops.len());
         // Stand at the start, like a fresh replay.
         let state = checkpoints[0].restore();
         Ok(Self {
@@ -452,7 +453,7 @@ mod tests {
             HeapConfig::default(),
             ops,
             &RecordOptions::default(),
-            &mut |_| true,
+            &mut |_, _, _| true,
         )
         .unwrap()
     }
@@ -544,7 +545,7 @@ mod tests {
                 HeapConfig::default(),
                 &ops,
                 &options,
-                &mut |_| true,
+                &mut |_, _, _| true,
             )
             .unwrap();
             assert_eq!(timeline.checkpoint_count(), expected);

@@ -97,7 +97,7 @@ fn record(kind: AllocatorKind, ops: &[Op]) -> (Duration, Timeline) {
         HeapConfig::default(),
         ops,
         &RecordOptions::default(),
-        &mut |_| true,
+        &mut |_, _, _| true,
     )
     .unwrap();
     (start.elapsed(), timeline)

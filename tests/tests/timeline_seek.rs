@@ -80,8 +80,14 @@ fn run(
         checkpoint_bytes_per_op: 1 << spacing,
         min_spacing: spacing,
     };
-    let mut timeline =
-        Timeline::record(kind, HeapConfig::default(), ops, &options, &mut |_| true).unwrap();
+    let mut timeline = Timeline::record(
+        kind,
+        HeapConfig::default(),
+        ops,
+        &options,
+        &mut |_, _, _| true,
+    )
+    .unwrap();
     prop_assert_eq!(timeline.len(), ops.len());
     for seek in seeks {
         let n = seek.index(ops.len() + 1);
@@ -156,7 +162,7 @@ fn recording_can_be_cancelled_and_reports_where() {
         HeapConfig::default(),
         &ops,
         &RecordOptions::default(),
-        &mut |done| done < 4096,
+        &mut |i, _, _| i < 4096,
     )
     .unwrap_err();
     assert_eq!(err.to_string(), "recording cancelled at step 4096");
