@@ -12,7 +12,8 @@
 //!   each from where the previous one left off (target: median at most 5 ms).
 //!
 //! Run with `cargo bench -p heapscope-tests --bench timeline` (`HS_OPS=N` for a shorter trace,
-//! `HS_ONLY=name` for one variant).
+//! `HS_ONLY=name` for one variant, `HS_LIVE=N` for [`heapscope_tests::steady_workload`]: a
+//! program in its steady state holding about N blocks instead of a growing one).
 
 // A benchmark may stop on a broken setup; the counting allocator needs `unsafe impl`.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, unsafe_code)]
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use heapscope_core::{AllocatorKind, HeapConfig, Op, RecordOptions, Replayer, Timeline, Trail};
-use heapscope_tests::{SplitMix64, random_workload, workload_ops};
+use heapscope_tests::{SplitMix64, random_workload, steady_workload, workload_ops};
 
 /// Counts the bytes the process holds, to check the timeline's own accounting.
 struct Counting;
@@ -110,8 +111,16 @@ fn main() {
     let runs = env("HS_RUNS", if smoke { 1 } else { 3 });
     let seeks = env("HS_SEEKS", if smoke { 20 } else { 200 });
     let only = std::env::var("HS_ONLY").ok();
-    let ops = workload_ops(&random_workload(SEED, n));
-    println!("timeline on {n} operations ({runs} runs, {seeks} seeks; medians)");
+    let live = std::env::var("HS_LIVE").ok().and_then(|v| v.parse().ok());
+    let calls = match live {
+        Some(cap) => steady_workload(SEED, n, cap),
+        None => random_workload(SEED, n),
+    };
+    let ops = workload_ops(&calls);
+    let shape = live.map_or("growing live set".to_owned(), |cap| {
+        format!("steady at about {cap} live blocks")
+    });
+    println!("timeline on {n} operations, {shape} ({runs} runs, {seeks} seeks; medians)");
     println!(
         "{:<22} {:>10} {:>10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9}",
         "allocator",
