@@ -83,6 +83,10 @@ impl HeapscopeApp {
         storage: Option<&dyn eframe::Storage>,
         options: StartOptions,
     ) -> Self {
+        if options.fresh_settings {
+            // Panel sizes and scroll positions are stored state too: start from none of it.
+            ctx.memory_mut(|m| *m = egui::Memory::default());
+        }
         let (mut settings, notice) = if options.fresh_settings {
             (Settings::default(), None)
         } else {
@@ -327,7 +331,7 @@ impl HeapscopeApp {
                     .iter()
                     .map(|l| heapscope_core::scenario::AllocatorSpec {
                         kind: l.kind,
-                        config: l.config.clone(),
+                        config: l.timeline.config().clone(),
                     })
                     .collect();
                 self.exporter
@@ -537,6 +541,11 @@ impl eframe::App for HeapscopeApp {
         for command in commands {
             self.apply(&ctx, command);
         }
+    }
+
+    fn persist_egui_memory(&self) -> bool {
+        // A `--screenshot` run leaves the user's window layout alone.
+        self.screenshot.is_none()
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -1,15 +1,18 @@
-//! What the metrics and violations panels plot and list over the whole timeline, gathered while
-//! a lane is recorded: one [`LaneSeries::record`] call per step.
+//! What the metrics panel plots over the whole timeline beyond the timeline's own counters,
+//! gathered while a lane is recorded: one [`LaneSeries::record`] call per step (from the
+//! timeline's `watch`).
 //!
-//! Byte counts come from the allocator's O(1) `stats()` and are kept for every step. Measures
-//! that need the whole layout (`inspect()`, O(blocks)) are taken only at a bounded number of
-//! evenly spaced sample steps, so recording a million-step trace stays linear.
+//! The timeline keeps requested live bytes, held bytes and the footprint of every step; this adds
+//! their min/max per fixed bucket of steps, so that drawing any range costs about as much as the
+//! number of pixel columns. Measures that need the whole layout (`inspect()`, O(blocks)) are
+//! taken only at a bounded number of evenly spaced sample steps, so recording a million-step
+//! trace stays linear.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use heapscope_core::metrics::{StepMetrics, TraceMetrics};
-use heapscope_core::{Addr, AllocError, Replayer, Step, StepResult, Violation};
+use heapscope_core::{Replayer, Step, StepResult, Timeline};
 
 /// At most this many layout samples per lane (plus the start).
 pub const MAX_SAMPLES: usize = 512;
@@ -17,16 +20,24 @@ pub const MAX_SAMPLES: usize = 512;
 /// Sampling may always take this long per lane, however fast the replay itself is.
 const MIN_SAMPLING_BUDGET: Duration = Duration::from_millis(40);
 
-/// At most this many problems are kept per lane with their details; later ones are only counted
-/// (a poisoned allocator fails every call after the first error).
-pub const MAX_PROBLEMS: usize = 20_000;
+/// Which of the timeline's per-step counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Bytes the program asked for and holds.
+    RequestedLive,
+    /// Bytes live blocks occupy.
+    Held,
+    /// The allocator's footprint.
+    Footprint,
+}
 
-/// A per-step series of byte counts, with min/max per fixed bucket of steps so that drawing any
-/// range of it costs about as much as the number of pixel columns.
+/// Min/max per fixed bucket of positions of one counter (the values themselves stay in the
+/// timeline).
 #[derive(Debug, Clone, Default)]
 pub struct StepSeries {
-    values: Vec<u64>,
-    /// Steps per coarse bucket.
+    /// Positions recorded (the start included).
+    len: usize,
+    /// Positions per coarse bucket.
     bucket: usize,
     /// `(min, max)` of each full or partial bucket.
     coarse: Vec<(u64, u64)>,
@@ -37,40 +48,30 @@ impl StepSeries {
         // About 8,192 coarse buckets whatever the length.
         let bucket = (capacity / 8192).max(1);
         Self {
-            values: Vec::with_capacity(capacity),
+            len: 0,
             bucket,
             coarse: Vec::with_capacity(capacity / bucket + 1),
         }
     }
 
     fn push(&mut self, value: u64) {
-        if self.values.len().is_multiple_of(self.bucket) {
+        if self.len.is_multiple_of(self.bucket) {
             self.coarse.push((value, value));
         } else if let Some((lo, hi)) = self.coarse.last_mut() {
             *lo = (*lo).min(value);
             *hi = (*hi).max(value);
         }
-        self.values.push(value);
+        self.len += 1;
     }
 
     /// Number of positions recorded.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.len
     }
 
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    /// The value at position `at` (0 = before the first operation).
-    pub fn get(&self, at: usize) -> Option<u64> {
-        self.values.get(at).copied()
-    }
-
-    /// Every value, by position.
-    pub fn values(&self) -> &[u64] {
-        &self.values
+        self.len == 0
     }
 
     /// The highest value.
@@ -78,9 +79,10 @@ impl StepSeries {
         self.coarse.iter().map(|&(_, hi)| hi).max().unwrap_or(0)
     }
 
-    /// Min and max over `range` (clamped), using whole coarse buckets where it can.
-    fn min_max(&self, range: Range<usize>) -> Option<(u64, u64)> {
-        let end = range.end.min(self.values.len());
+    /// Min and max over `range` (clamped), using whole coarse buckets where it can and `value`
+    /// for single positions.
+    fn min_max(&self, range: Range<usize>, value: &dyn Fn(usize) -> u64) -> Option<(u64, u64)> {
+        let end = range.end.min(self.len);
         let mut at = range.start.min(end);
         let mut acc: Option<(u64, u64)> = None;
         let mut take = |lo: u64, hi: u64| {
@@ -93,7 +95,7 @@ impl StepSeries {
                 }
                 at += self.bucket;
             } else {
-                let v = self.values[at];
+                let v = value(at);
                 take(v, v);
                 at += 1;
             }
@@ -103,23 +105,26 @@ impl StepSeries {
 
     /// Points `[position, value]` for drawing `range` in about `columns` pixel columns: every
     /// point when they fit, otherwise the min and the max of each column, so peaks and dips
-    /// survive any zoom.
-    pub fn decimated(&self, range: Range<usize>, columns: usize) -> Vec<[f64; 2]> {
-        let end = range.end.min(self.values.len());
+    /// survive any zoom. `value` reads one position.
+    pub fn decimated(
+        &self,
+        range: Range<usize>,
+        columns: usize,
+        value: &dyn Fn(usize) -> u64,
+    ) -> Vec<[f64; 2]> {
+        let end = range.end.min(self.len);
         let start = range.start.min(end);
         let len = end - start;
         let columns = columns.max(1);
         if len <= 2 * columns {
-            return (start..end)
-                .map(|i| [i as f64, self.values[i] as f64])
-                .collect();
+            return (start..end).map(|i| [i as f64, value(i) as f64]).collect();
         }
         let mut points = Vec::with_capacity(2 * columns);
-        let mut last = self.values[start];
+        let mut last = value(start);
         for c in 0..columns {
             let from = start + c * len / columns;
             let to = start + (c + 1) * len / columns;
-            let Some((lo, hi)) = self.min_max(from..to) else {
+            let Some((lo, hi)) = self.min_max(from..to, value) else {
                 continue;
             };
             let x = from as f64;
@@ -152,68 +157,17 @@ pub struct Sample {
     pub free_bytes: u64,
 }
 
-/// What went wrong at one step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProblemDetail {
-    /// A checking allocator caught a bad access or free.
-    Violation(Violation),
-    /// The allocator refused the call.
-    Failed(AllocError),
-}
-
-/// A failed operation or a violation, with where it happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Position after the operation (so seeking there shows it).
-    pub at: usize,
-    /// What happened.
-    pub detail: ProblemDetail,
-    /// The address the operation concerned (the pointer freed or accessed).
-    pub addr: Option<Addr>,
-}
-
-impl Problem {
-    /// The address whose block should be selected when the problem is shown.
-    pub fn block_addr(&self) -> Option<Addr> {
-        match &self.detail {
-            ProblemDetail::Violation(v) => v.block.as_ref().map(|b| b.start).or(Some(v.addr)),
-            ProblemDetail::Failed(_) => self.addr,
-        }
-    }
-
-    /// A short class name (AddressSanitizer's for violations).
-    pub fn class(&self) -> String {
-        match &self.detail {
-            ProblemDetail::Violation(v) => v.class.name().to_owned(),
-            ProblemDetail::Failed(e) => {
-                // ErrorKind serialises to its kebab-case name.
-                let name = serde_json::to_value(e.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_else(|| format!("{:?}", e.kind));
-                format!("failed: {name}")
-            }
-        }
-    }
-
-    /// The allocator's message.
-    pub fn message(&self) -> &str {
-        match &self.detail {
-            ProblemDetail::Violation(v) => &v.message,
-            ProblemDetail::Failed(e) => &e.message,
-        }
-    }
-}
-
-/// One lane's metrics over the whole timeline, and every problem it met.
+/// One lane's metrics over the whole timeline.
 #[derive(Debug, Clone, Default)]
 pub struct LaneSeries {
-    /// Requested live bytes at each position (index 0 = before the first operation).
+    /// Requested live bytes (position 0 = before the first operation).
     pub requested_live: StepSeries,
-    /// Bytes live blocks occupy, at each position.
+    /// Bytes live blocks occupy.
     pub held: StepSeries,
-    /// The allocator's footprint, at each position.
+    /// The allocator's footprint.
     pub footprint: StepSeries,
+    /// The three counters before the first operation (the timeline keeps those after each).
+    start: [u64; 3],
     /// Layout measures at evenly spaced positions (always the start and the end).
     pub samples: Vec<Sample>,
     sample_every: usize,
@@ -222,12 +176,10 @@ pub struct LaneSeries {
     sampling: Duration,
     /// Whole-trace measures (J&W #3/#4, utilization, failures).
     pub totals: TraceMetrics,
-    /// Problems in step order (at most [`MAX_PROBLEMS`]).
-    pub problems: Vec<Problem>,
-    /// Problems met, including those not kept.
-    pub problem_count: usize,
     /// Violations met (each violation of a step counts).
     pub violation_count: usize,
+    /// Reports in the violations list: violations, and refusals no violation explains.
+    pub report_count: usize,
 }
 
 impl LaneSeries {
@@ -243,7 +195,8 @@ impl LaneSeries {
             started: Some(Instant::now()),
             ..Self::default()
         };
-        series.push_stats(replay);
+        let stats = series.push_stats(replay);
+        series.start = [stats.requested_live, stats.held, stats.footprint];
         series.sample(replay);
         series
     }
@@ -261,24 +214,12 @@ impl LaneSeries {
             },
             failed,
         );
-        for v in &step.violations {
-            self.violation_count += 1;
-            self.problem(Problem {
-                at,
-                addr: step.addr,
-                detail: ProblemDetail::Violation(v.clone()),
-            });
-        }
-        // A refused call that a violation already explains (a double free) is listed once.
-        if let StepResult::Failed(e) = &step.result
-            && step.violations.is_empty()
-        {
-            self.problem(Problem {
-                at,
-                addr: step.addr,
-                detail: ProblemDetail::Failed(e.clone()),
-            });
-        }
+        self.violation_count += step.violations.len();
+        self.report_count += if step.violations.is_empty() {
+            usize::from(failed)
+        } else {
+            step.violations.len()
+        };
         if at.is_multiple_of(self.sample_every) || at == self.total_steps {
             self.sample(replay);
         }
@@ -323,23 +264,53 @@ impl LaneSeries {
         self.sampling /= 2;
     }
 
-    fn problem(&mut self, problem: Problem) {
-        self.problem_count += 1;
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(problem);
-        }
-    }
-
     /// Steps between layout samples.
     pub fn sample_every(&self) -> usize {
         self.sample_every
+    }
+
+    fn counter(&self, counter: Counter) -> &StepSeries {
+        match counter {
+            Counter::RequestedLive => &self.requested_live,
+            Counter::Held => &self.held,
+            Counter::Footprint => &self.footprint,
+        }
+    }
+
+    /// `counter` at position `at` (0 = before the first operation), read from `timeline`.
+    pub fn value(&self, timeline: &Timeline, counter: Counter, at: usize) -> Option<u64> {
+        let Some(i) = at.checked_sub(1) else {
+            return Some(self.start[counter as usize]);
+        };
+        match counter {
+            Counter::RequestedLive => timeline.requested_live(i),
+            Counter::Held => timeline.held(i),
+            Counter::Footprint => timeline.footprint(i),
+        }
+    }
+
+    /// `counter` over positions `range`, decimated to about `columns` pixel columns.
+    pub fn decimated(
+        &self,
+        timeline: &Timeline,
+        counter: Counter,
+        range: Range<usize>,
+        columns: usize,
+    ) -> Vec<[f64; 2]> {
+        let value = |at: usize| self.value(timeline, counter, at).unwrap_or(0);
+        self.counter(counter).decimated(range, columns, &value)
+    }
+
+    /// The highest value of `counter` over the whole timeline.
+    pub fn max(&self, counter: Counter) -> u64 {
+        self.counter(counter).max()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use heapscope_core::{AllocatorKind, HeapConfig, Op, Trail};
+    use heapscope_core::{AllocatorKind, HeapConfig, Op, RecordOptions};
 
     fn series_of(values: &[u64]) -> StepSeries {
         let mut s = StepSeries::new(values.len());
@@ -354,7 +325,8 @@ mod tests {
     fn decimation_keeps_every_extreme_of_each_column() {
         let values: Vec<u64> = (0..1000u64).map(|i| (i * 7919) % 1009).collect();
         let s = series_of(&values);
-        let points = s.decimated(0..1000, 10);
+        let value = |i: usize| values[i];
+        let points = s.decimated(0..1000, 10, &value);
         assert_eq!(points.len(), 20);
         for c in 0..10 {
             let chunk = &values[c * 100..(c + 1) * 100];
@@ -365,10 +337,10 @@ mod tests {
             assert_eq!(points[2 * c][0], (c * 100) as f64);
         }
         // An odd sub-range, not aligned to buckets, still sees its own extremes only.
-        let points = s.decimated(3..9, 100);
+        let points = s.decimated(3..9, 100, &value);
         assert_eq!(points.len(), 6);
         assert_eq!(points[0], [3.0, values[3] as f64]);
-        assert_eq!(s.min_max(3..9), {
+        assert_eq!(s.min_max(3..9, &value), {
             let c = &values[3..9];
             Some((*c.iter().min().unwrap(), *c.iter().max().unwrap()))
         });
@@ -397,11 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn recording_keeps_every_step_bounded_samples_and_every_problem() {
-        let heap = AllocatorKind::CheckedBump
-            .build(&HeapConfig::default())
-            .unwrap();
-        let mut replay = Replayer::new(heap);
+    fn recording_through_the_timeline_reads_every_step_and_counts_problems() {
         let mut ops = Vec::new();
         for id in 0..2000 {
             ops.push(Op::Alloc {
@@ -410,7 +378,7 @@ mod tests {
                 align: 0,
             });
         }
-        // A double free and a read after free.
+        // A double free (one report: the violation explains the refusal) and a read after free.
         ops.push(Op::Free { id: 3 });
         ops.push(Op::Free { id: 3 });
         ops.push(Op::Read {
@@ -418,32 +386,37 @@ mod tests {
             offset: 0,
             len: 4,
         });
-        let mut series = LaneSeries::new(ops.len(), &replay);
-        for op in &ops {
-            let step = replay.apply(op, &mut Trail::off());
-            series.record(&step, &replay);
-        }
+        let kind = AllocatorKind::CheckedBump;
+        let start = Replayer::new(kind.build(&HeapConfig::default()).unwrap());
+        let mut series = LaneSeries::new(ops.len(), &start);
+        let timeline = Timeline::record(
+            kind,
+            HeapConfig::default(),
+            &ops,
+            &RecordOptions::default(),
+            &mut |_, step, replay| {
+                series.record(step, replay);
+                true
+            },
+        )
+        .unwrap();
+        let live = |at| series.value(&timeline, Counter::RequestedLive, at);
         assert_eq!(series.requested_live.len(), ops.len() + 1);
-        assert_eq!(series.requested_live.get(0), Some(0));
-        assert_eq!(series.requested_live.get(2000), Some(2000 * 16));
-        assert_eq!(series.requested_live.get(2001), Some(1999 * 16));
+        assert_eq!(live(0), Some(0));
+        assert_eq!(live(2000), Some(2000 * 16));
+        assert_eq!(live(2001), Some(1999 * 16));
+        assert_eq!(series.max(Counter::RequestedLive), 2000 * 16);
+        let points = series.decimated(&timeline, Counter::RequestedLive, 0..ops.len() + 1, 50);
+        assert!(points.len() <= 100);
+        assert!(points.iter().any(|p| p[1] == 32_000.0));
         assert!(series.samples.len() <= MAX_SAMPLES + 2);
         let every = series.sample_every();
         let inner = &series.samples[..series.samples.len() - 1];
         assert!(inner.windows(2).all(|w| w[1].at - w[0].at == every));
         assert_eq!(series.samples.first().map(|s| s.at), Some(0));
         assert_eq!(series.samples.last().map(|s| s.at), Some(ops.len()));
-        let classes: Vec<(usize, String)> =
-            series.problems.iter().map(|p| (p.at, p.class())).collect();
-        assert!(
-            classes.contains(&(2002, "double-free".to_owned())),
-            "{classes:?}"
-        );
-        assert!(
-            classes.contains(&(2003, "use-after-free".to_owned())),
-            "{classes:?}"
-        );
-        assert!(classes.iter().all(|(at, _)| *at >= 2002));
+        assert_eq!(series.violation_count, 2);
+        assert_eq!(series.report_count, 2);
         assert_eq!(series.totals.steps, ops.len() as u64);
         assert_eq!(series.totals.peak_live, 2000 * 16);
     }

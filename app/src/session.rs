@@ -2,15 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::loader::{LoadError, LoadProgress};
-use crate::series::LaneSeries;
 use heapscope_core::{
-    AllocatorKind, Finding, HeapConfig, HeapLayout, Op, Replayer, Scenario, ScenarioError, Step,
-    StepResult, Trail,
+    AllocatorKind, Finding, HeapConfig, HeapLayout, Op, RecordOptions, Replayer, Scenario,
+    ScenarioError, Step, StepOutcome, StepResult, Timeline, TimelineError,
 };
 
-/// A replay state is kept every this many operations, so seeking replays at most this many.
-const CHECKPOINT_EVERY: usize = 256;
+use crate::loader::{LoadError, LoadProgress};
+use crate::series::LaneSeries;
 
 /// Where the session's scenario came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,30 +19,14 @@ pub enum Source {
     File(PathBuf),
 }
 
-/// How one operation went for one allocator, for timeline markers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
-    /// Nothing notable.
-    Ok,
-    /// The allocator refused the call.
-    Failed,
-    /// A checking allocator caught a bad access or free.
-    Violation,
-}
-
-/// One allocator's replay of the scenario.
+/// One allocator's recorded replay of the scenario, positioned at the session's cursor.
 #[derive(Debug)]
 pub struct Lane {
     /// The variant.
     pub kind: AllocatorKind,
-    /// Its settings.
-    pub config: HeapConfig,
-    checkpoints: Vec<Replayer>,
-    /// What each operation did, for the timeline.
-    pub marks: Vec<Mark>,
-    /// Live requested bytes after each operation (index i = after op i).
-    pub live_bytes: Vec<u64>,
-    /// Metrics and problems over the whole timeline.
+    /// The recording: per-step outcomes and counters, problems, and seeking.
+    pub timeline: Timeline,
+    /// What the metrics panel plots beyond the timeline's counters.
     pub series: LaneSeries,
     /// The step that led to the current position (None before the first).
     pub last_step: Option<Step>,
@@ -52,7 +34,6 @@ pub struct Lane {
     pub layout: HeapLayout,
     /// `validate()` at the current position.
     pub findings: Vec<Finding>,
-    state: Replayer,
 }
 
 impl Lane {
@@ -62,38 +43,30 @@ impl Lane {
         ops: &[Op],
         progress: &LoadProgress,
     ) -> Result<Self, LoadError> {
-        let heap = kind.build(&config).map_err(|e| e.to_string())?;
-        let mut replay = Replayer::new(heap);
-        let mut checkpoints = vec![replay.clone()];
-        let mut marks = Vec::with_capacity(ops.len());
-        let mut live_bytes = Vec::with_capacity(ops.len());
-        let mut off = Trail::off();
-        let mut series = LaneSeries::new(ops.len(), &replay);
-        for (i, op) in ops.iter().enumerate() {
-            let step = replay.apply(op, &mut off);
-            series.record(&step, &replay);
-            progress.tick(i)?;
-            marks.push(if !step.violations.is_empty() {
-                Mark::Violation
-            } else if matches!(step.result, StepResult::Failed(_)) {
-                Mark::Failed
-            } else {
-                Mark::Ok
-            });
-            live_bytes.push(replay.heap().stats().requested_live);
-            if (i + 1) % CHECKPOINT_EVERY == 0 {
-                checkpoints.push(replay.clone());
-            }
-        }
-        progress.finish_lane(ops.len());
-        let layout = checkpoints[0].heap().inspect();
-        Ok(Self {
+        let start = kind
+            .build(&config)
+            .map(Replayer::new)
+            .map_err(|e| format!("{kind}: {e}"))?;
+        let mut series = LaneSeries::new(ops.len(), &start);
+        let timeline = Timeline::record(
             kind,
             config,
-            state: checkpoints[0].clone(),
-            checkpoints,
-            marks,
-            live_bytes,
+            ops,
+            &RecordOptions::default(),
+            &mut |i, step, replay| {
+                series.record(step, replay);
+                progress.tick(i).is_ok()
+            },
+        )
+        .map_err(|e| match e {
+            TimelineError::Cancelled(_) => LoadError::Cancelled,
+            e => LoadError::Failed(format!("{kind}: {e}")),
+        })?;
+        progress.finish_lane(ops.len());
+        let layout = timeline.replay().heap().inspect();
+        Ok(Self {
+            kind,
+            timeline,
             series,
             last_step: None,
             layout,
@@ -103,26 +76,23 @@ impl Lane {
 
     /// Positions the lane after `cursor` operations.
     fn seek(&mut self, ops: &[Op], cursor: usize) {
-        let base = (cursor.saturating_sub(1) / CHECKPOINT_EVERY).min(self.checkpoints.len() - 1);
-        let mut replay = self.checkpoints[base].clone();
-        let mut off = Trail::off();
-        let from = base * CHECKPOINT_EVERY;
-        self.last_step = None;
-        for (i, op) in ops.iter().enumerate().take(cursor).skip(from) {
-            if i + 1 == cursor {
-                self.last_step = Some(replay.apply(op, &mut Trail::on()));
-            } else {
-                replay.apply(op, &mut off);
-            }
-        }
-        self.layout = replay.heap().inspect();
-        self.findings = replay.heap().validate();
-        self.state = replay;
+        self.last_step = self.timeline.seek(ops, cursor);
+        let heap = self.timeline.replay().heap();
+        self.layout = heap.inspect();
+        self.findings = heap.validate();
     }
 
     /// The replay at the current position.
     pub fn replay(&self) -> &Replayer {
-        &self.state
+        self.timeline.replay()
+    }
+
+    /// Whether operation `i` failed or raised a violation.
+    pub fn is_problem(&self, i: usize) -> bool {
+        matches!(
+            self.timeline.outcome(i),
+            Some(StepOutcome::Failed | StepOutcome::Violation)
+        )
     }
 }
 
@@ -141,8 +111,21 @@ pub struct Session {
     pub problem_positions: Vec<usize>,
     /// Positions after each mark, ascending.
     pub mark_positions: Vec<usize>,
-    /// Every kept problem of every lane as (lane index, index in its series), in step order.
-    pub problems: Vec<(usize, usize)>,
+    /// Every report (a violation, or a refusal no violation explains) of every lane, in step
+    /// order.
+    pub reports: Vec<ReportRef>,
+}
+
+/// One entry of the violations list: a lane's kept problem, and which of its violations (None:
+/// the refusal itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportRef {
+    /// Index of the lane.
+    pub lane: usize,
+    /// Index into the lane's `timeline.problems()`.
+    pub problem: usize,
+    /// Index into that problem's violations, or None for the refusal.
+    pub violation: Option<usize>,
 }
 
 impl Session {
@@ -185,7 +168,7 @@ impl Session {
             cursor: 0,
             problem_positions: Vec::new(),
             mark_positions: Vec::new(),
-            problems: Vec::new(),
+            reports: Vec::new(),
         }
     }
 
@@ -206,7 +189,7 @@ impl Session {
             cursor: 0,
             problem_positions: Vec::new(),
             mark_positions: Vec::new(),
-            problems: Vec::new(),
+            reports: Vec::new(),
         };
         session.index();
         Ok(session)
@@ -226,20 +209,33 @@ impl Session {
             .filter(|(_, op)| matches!(op, Op::Mark { .. }))
             .map(|(i, _)| i + 1)
             .collect();
-        let mut problems: Vec<(usize, usize, usize)> = self
-            .lanes
-            .iter()
-            .enumerate()
-            .flat_map(|(l, lane)| {
-                lane.series
-                    .problems
-                    .iter()
-                    .enumerate()
-                    .map(move |(k, p)| (p.at, l, k))
-            })
-            .collect();
-        problems.sort_unstable();
-        self.problems = problems.into_iter().map(|(_, l, k)| (l, k)).collect();
+        let mut reports: Vec<(usize, ReportRef)> = Vec::new();
+        for (lane_index, lane) in self.lanes.iter().enumerate() {
+            for (k, problem) in lane.timeline.problems().iter().enumerate() {
+                for v in 0..problem.violations.len() {
+                    let report = ReportRef {
+                        lane: lane_index,
+                        problem: k,
+                        violation: Some(v),
+                    };
+                    reports.push((problem.step, report));
+                }
+                // A refusal a violation explains (a double free) is listed once, as the
+                // violation; skipped operations are the program's mistakes, not the allocator's.
+                if problem.violations.is_empty() && matches!(problem.result, StepResult::Failed(_))
+                {
+                    let report = ReportRef {
+                        lane: lane_index,
+                        problem: k,
+                        violation: None,
+                    };
+                    reports.push((problem.step, report));
+                }
+            }
+        }
+        // Stable: within a step, lanes in order and violations in order.
+        reports.sort_by_key(|(step, r)| (*step, r.lane));
+        self.reports = reports.into_iter().map(|(_, r)| r).collect();
     }
 
     /// The nearest position after (or before) the cursor among ascending `positions`.
@@ -281,9 +277,7 @@ impl Session {
 
     /// Whether operation `i` failed or raised a violation on any lane.
     pub fn is_problem(&self, i: usize) -> bool {
-        self.lanes
-            .iter()
-            .any(|l| l.marks.get(i).is_some_and(|m| *m != Mark::Ok))
+        self.lanes.iter().any(|l| l.is_problem(i))
     }
 
     /// The position after the next (or previous) operation matching `pred`.
@@ -318,6 +312,7 @@ impl Session {
 mod tests {
     use super::*;
     use crate::bundled::default_scenario;
+    use heapscope_core::Trail;
 
     #[test]
     fn seeking_anywhere_matches_a_fresh_replay() {
@@ -327,7 +322,7 @@ mod tests {
         for cursor in [n, 3, 0, n / 2, 1] {
             session.seek(cursor);
             for lane in &session.lanes {
-                let mut fresh = Replayer::new(lane.kind.build(&lane.config).unwrap());
+                let mut fresh = Replayer::new(lane.kind.build(lane.timeline.config()).unwrap());
                 for op in &session.scenario.ops[..cursor] {
                     fresh.apply(op, &mut Trail::off());
                 }
@@ -368,13 +363,18 @@ mod tests {
                 );
             }
         }
-        // Every kept problem is listed once, in step order.
-        let ats: Vec<usize> = session
-            .problems
+        // Reports come in step order, and every failed or violating step has one.
+        let steps: Vec<usize> = session
+            .reports
             .iter()
-            .map(|&(l, k)| session.lanes[l].series.problems[k].at)
+            .map(|r| session.lanes[r.lane].timeline.problems()[r.problem].step)
             .collect();
-        assert!(ats.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(ats.len(), session.lanes[0].series.problem_count);
+        assert!(steps.windows(2).all(|w| w[0] <= w[1]));
+        let mut distinct = steps.clone();
+        distinct.dedup();
+        assert_eq!(
+            distinct.iter().map(|s| s + 1).collect::<Vec<_>>(),
+            session.problem_positions
+        );
     }
 }

@@ -268,6 +268,10 @@ pub trait Allocator: fmt::Debug + Send + Sync {
 
     /// A boxed copy (for checkpoints and side-by-side runs).
     fn clone_box(&self) -> Box<dyn Allocator>;
+
+    /// Approximate bytes this model keeps on the host heap outside its [`Memory`] (the ledger,
+    /// shadow bytes, side tables): what a timeline checkpoint of it costs besides the bytes.
+    fn side_bytes(&self) -> usize;
 }
 
 impl Clone for Box<dyn Allocator> {

@@ -186,6 +186,12 @@ pub struct LiveEntry {
 }
 
 impl Ledger {
+    /// Approximate host bytes the ledger occupies (a hash table holds a control byte per slot).
+    pub fn heap_bytes(&self) -> usize {
+        self.live.capacity() * (size_of::<(Addr, LiveEntry)>() + 1)
+            + self.shadowed.capacity() * size_of::<(Addr, LiveEntry)>()
+    }
+
     /// Records a block handed out at `ptr`.
     pub fn on_alloc(&mut self, ptr: Addr, requested: u64, held: u64) {
         if let Some(old) = self.live.insert(ptr, LiveEntry { requested, held }) {

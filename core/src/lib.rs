@@ -15,6 +15,7 @@ pub mod memory;
 pub mod metrics;
 pub mod replay;
 pub mod scenario;
+pub mod timeline;
 pub mod trace;
 
 pub use access::{Access, BadRange, Violation, ViolationClass};
@@ -27,6 +28,7 @@ pub use layout::{
 pub use memory::{Memory, OutOfBounds};
 pub use replay::{Replayer, Step, StepResult};
 pub use scenario::{Scenario, ScenarioError};
+pub use timeline::{Problem, RecordOptions, StepOutcome, Timeline, TimelineError};
 pub use trace::{Flag, Id, Op, Trace};
 
 /// An address in a model's address space.

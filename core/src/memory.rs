@@ -177,6 +177,151 @@ impl Memory {
     }
 }
 
+/// A [`Memory`] stored compactly: only its runs of non-zero 8-byte words, delta-encoded.
+///
+/// A heap is mostly zero payload with headers and links sprinkled through it, so a packed copy
+/// is a small fraction of the memory's length: this is what makes timeline checkpoints cheap.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PackedMemory {
+    base: Addr,
+    len: u64,
+    /// `[zero words before the run][words in the run][the run's bytes]`, varints, repeated.
+    runs: Vec<u8>,
+}
+
+impl std::fmt::Debug for PackedMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedMemory")
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("len", &self.len)
+            .field("packed", &self.runs.len())
+            .finish()
+    }
+}
+
+const WORD: usize = 8;
+/// Zero chunks are skipped this many bytes at a time: one wide test per cache line.
+const CHUNK: usize = 64;
+
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn is_zero(bytes: &[u8]) -> bool {
+    // Folding with OR lets the compiler vectorise the test.
+    bytes.iter().fold(0u8, |acc, b| acc | b) == 0
+}
+
+impl Memory {
+    /// A packed copy of this memory.
+    pub fn pack(&self) -> PackedMemory {
+        let mut runs = Vec::new();
+        let words = self.bytes.len().div_ceil(WORD);
+        let word_at = |w: usize| -> &[u8] {
+            let start = w * WORD;
+            &self.bytes[start..(start + WORD).min(self.bytes.len())]
+        };
+        let mut w = 0;
+        let mut last_end = 0;
+        while w < words {
+            // Skip whole zero chunks quickly, then word by word.
+            let at = w * WORD;
+            if at.is_multiple_of(CHUNK)
+                && at + CHUNK <= self.bytes.len()
+                && is_zero(&self.bytes[at..at + CHUNK])
+            {
+                w += CHUNK / WORD;
+                continue;
+            }
+            if is_zero(word_at(w)) {
+                w += 1;
+                continue;
+            }
+            let start = w;
+            while w < words && !is_zero(word_at(w)) {
+                w += 1;
+            }
+            push_varint(&mut runs, (start - last_end) as u64);
+            push_varint(&mut runs, (w - start) as u64);
+            runs.extend_from_slice(&self.bytes[start * WORD..(w * WORD).min(self.bytes.len())]);
+            last_end = w;
+        }
+        PackedMemory {
+            base: self.base,
+            len: self.len(),
+            runs,
+        }
+    }
+}
+
+impl PackedMemory {
+    /// Bytes this packed copy occupies.
+    pub fn packed_bytes(&self) -> usize {
+        self.runs.len() + size_of::<Self>()
+    }
+
+    /// The memory this was packed from.
+    pub fn unpack(&self) -> Memory {
+        // `vec![0; n]` asks the system for zeroed pages, which cost nothing until written.
+        let mut memory = Memory::new(self.base, self.len);
+        self.write_runs(&mut memory.bytes);
+        memory
+    }
+
+    /// Turns `memory` into the memory this was packed from, reusing its buffer: clearing
+    /// pages already mapped is much cheaper than faulting fresh zero pages in one by one.
+    pub fn unpack_into(&self, memory: &mut Memory) {
+        let len = usize::try_from(self.len).unwrap_or(usize::MAX);
+        memory.base = self.base;
+        memory.bytes.clear();
+        memory.bytes.resize(len, 0);
+        self.write_runs(&mut memory.bytes);
+    }
+
+    fn write_runs(&self, bytes: &mut [u8]) {
+        let mut at = 0;
+        let mut word = 0usize;
+        while at < self.runs.len() {
+            let (Some(gap), Some(count)) = (
+                read_varint(&self.runs, &mut at),
+                read_varint(&self.runs, &mut at),
+            ) else {
+                break;
+            };
+            word = word.saturating_add(gap as usize);
+            let start = word.saturating_mul(WORD).min(bytes.len());
+            let end = word
+                .saturating_add(count as usize)
+                .saturating_mul(WORD)
+                .min(bytes.len());
+            let n = end - start;
+            let Some(data) = self.runs.get(at..at + n) else {
+                break;
+            };
+            bytes[start..end].copy_from_slice(data);
+            at += n;
+            word = word.saturating_add(count as usize);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +361,22 @@ mod tests {
         assert_eq!(memory.read_u32(0x100).unwrap(), 0x0403_0201);
         memory.grow_down_to(0x200);
         assert_eq!(memory.base(), 0xfc, "never shrinks");
+    }
+    #[test]
+    fn packing_keeps_every_byte_and_skips_zero_runs() {
+        let mut memory = Memory::new(0x7000, 4096 + 5);
+        memory.write_u64(0x7000, 0x1122).unwrap();
+        memory.write(0x7009, &[7, 0, 0, 0, 0, 0, 0, 0, 9]).unwrap();
+        memory.write_u64(0x7000 + 2048, u64::MAX).unwrap();
+        memory.write(0x7000 + 4096 + 4, &[5]).unwrap();
+        let packed = memory.pack();
+        assert_eq!(packed.unpack(), memory);
+        let mut reused = Memory::new(0x10, 9000);
+        reused.fill(0x10, 9000, 0xaa).unwrap();
+        packed.unpack_into(&mut reused);
+        assert_eq!(reused, memory);
+        assert!(packed.packed_bytes() < 200, "{packed:?}");
+        let empty = Memory::new(0x10, 0);
+        assert_eq!(empty.pack().unpack(), empty);
     }
 }

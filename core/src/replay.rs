@@ -67,6 +67,23 @@ impl Replayer {
         &*self.heap
     }
 
+    /// The allocator, for the timeline to swap its memory in and out.
+    pub(crate) fn heap_mut(&mut self) -> &mut dyn Allocator {
+        &mut *self.heap
+    }
+
+    /// Drops what is remembered of a freed `id`: for a timeline that knows the trace never
+    /// names it again, so it need not carry the entry through every checkpoint.
+    pub(crate) fn forget_freed(&mut self, id: Id) {
+        self.freed.remove(&id);
+    }
+
+    /// Approximate host bytes of the replay outside the allocator's memory.
+    pub fn side_bytes(&self) -> usize {
+        let entry = size_of::<(Id, Held)>() + 1;
+        self.heap.side_bytes() + (self.held.capacity() + self.freed.capacity()) * entry
+    }
+
     /// The block the program holds under `id`, if any.
     pub fn held(&self, id: Id) -> Option<Held> {
         self.held.get(&id).copied()

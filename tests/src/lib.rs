@@ -3,7 +3,7 @@
 //!
 //! The tests themselves live in `tests/tests/`, the benchmarks in `tests/benches/`.
 
-use heapscope_core::{Addr, Allocator, Trail};
+use heapscope_core::{Addr, Allocator, Op, Trail};
 
 /// A small, fast, seedable generator (SplitMix64): the workloads must be identical on every
 /// machine and run, and need no statistical quality beyond that.
@@ -95,6 +95,32 @@ pub fn random_workload(seed: u64, len: usize) -> Vec<Call> {
     calls
 }
 
+/// Like [`random_workload`], but once `live_cap` blocks are live, allocations and frees are
+/// equally likely: a program in its steady state, holding about `live_cap` blocks.
+pub fn steady_workload(seed: u64, len: usize, live_cap: usize) -> Vec<Call> {
+    let mut rng = SplitMix64::new(seed);
+    let mut live: Vec<u32> = Vec::new();
+    let mut next_slot = 0u32;
+    let mut calls = Vec::with_capacity(len);
+    while calls.len() < len {
+        let alloc_percent = if live.len() < live_cap { 55 } else { 50 };
+        if live.is_empty() || (live.len() < 2 * live_cap && rng.below(100) < alloc_percent) {
+            calls.push(Call::Alloc {
+                slot: next_slot,
+                size: skewed_size(&mut rng),
+            });
+            live.push(next_slot);
+            next_slot += 1;
+        } else {
+            let i = rng.below(live.len() as u64) as usize;
+            calls.push(Call::Free {
+                slot: live.swap_remove(i),
+            });
+        }
+    }
+    calls
+}
+
 /// Number of slots a workload uses.
 pub fn slots(calls: &[Call]) -> usize {
     calls
@@ -127,6 +153,23 @@ pub fn drive(heap: &mut dyn Allocator, calls: &[Call]) -> usize {
         }
     }
     failed
+}
+
+/// The trace of `calls`, slots as block ids: the same workload for the timeline and the app.
+pub fn workload_ops(calls: &[Call]) -> Vec<Op> {
+    calls
+        .iter()
+        .map(|call| match *call {
+            Call::Alloc { slot, size } => Op::Alloc {
+                id: u64::from(slot),
+                size: u64::from(size),
+                align: 0,
+            },
+            Call::Free { slot } => Op::Free {
+                id: u64::from(slot),
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The dock under the heap map: tabs for the metrics plots and the violations list.
 
-use eframe::egui::Ui;
+use eframe::egui::{Ui, vec2};
 
 use super::{Commands, View};
 use crate::command::Command;
@@ -8,7 +8,7 @@ use crate::settings::DockTab;
 
 /// Draws the tab row and the chosen tab.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
-    let problems: usize = view.visible_lanes().map(|l| l.series.problem_count).sum();
+    let problems: usize = view.visible_lanes().map(|l| l.series.report_count).sum();
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         let tabs = [
@@ -37,5 +37,10 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     match view.settings.dock_tab {
         DockTab::Metrics => super::metrics::show(ui, view, commands),
         DockTab::Violations => super::violations::show(ui, view, commands),
+    }
+    // Fill the dock, so a short tab does not shrink it (the panel keeps the height it used).
+    let rest = ui.available_size();
+    if rest.y > 0.0 {
+        ui.allocate_space(vec2(rest.x.max(0.0), rest.y));
     }
 }

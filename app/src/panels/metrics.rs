@@ -12,7 +12,7 @@ use heapscope_core::AllocatorKind;
 use super::{Commands, View, short_bytes};
 use crate::command::Command;
 use crate::palette;
-use crate::series::{LaneSeries, StepSeries};
+use crate::series::{Counter, LaneSeries};
 use crate::session::Lane;
 
 /// Width kept for the per-trace table beside the plots.
@@ -36,8 +36,8 @@ impl Unit {
 
 /// Where a curve's points come from.
 enum Source<'a> {
-    /// Every step, decimated to the plot's width.
-    Steps(&'a StepSeries),
+    /// A counter of every step, decimated to the plot's width.
+    Steps(&'a Lane, Counter),
     /// Sample steps, drawn as they are.
     Samples(Vec<[f64; 2]>),
 }
@@ -87,14 +87,16 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     ui.horizontal(|ui| {
         lanes = plotted_lanes(ui, view);
         if let [lane] = lanes.as_slice() {
-            let s = &lane.series;
-            let at = |series: &StepSeries| short_bytes(series.get(cursor).unwrap_or(0) as f64);
+            let at = |counter| {
+                let value = lane.series.value(&lane.timeline, counter, cursor);
+                short_bytes(value.unwrap_or(0) as f64)
+            };
             ui.label(
                 RichText::new(format!(
                     "at step {cursor}: requested {} · held {} · footprint {}",
-                    at(&s.requested_live),
-                    at(&s.held),
-                    at(&s.footprint)
+                    at(Counter::RequestedLive),
+                    at(Counter::Held),
+                    at(Counter::Footprint)
                 ))
                 .monospace()
                 .small(),
@@ -209,7 +211,7 @@ fn bytes_curves<'a>(lanes: &[&'a Lane], compare: bool) -> Vec<Curve<'a>> {
                 name: "requested".to_owned(),
                 colour: palette::FOOTPRINT,
                 dashed: true,
-                source: Source::Steps(&first.series.requested_live),
+                source: Source::Steps(first, Counter::RequestedLive),
             });
         }
         for lane in lanes {
@@ -217,21 +219,20 @@ fn bytes_curves<'a>(lanes: &[&'a Lane], compare: bool) -> Vec<Curve<'a>> {
                 name: format!("{} footprint", lane.kind.name()),
                 colour: palette::lane_colour(lane.kind),
                 dashed: false,
-                source: Source::Steps(&lane.series.footprint),
+                source: Source::Steps(lane, Counter::Footprint),
             });
         }
     } else if let Some(lane) = lanes.first() {
-        let s = &lane.series;
-        for (name, colour, series) in [
-            ("footprint", palette::FOOTPRINT, &s.footprint),
-            ("held", palette::HELD, &s.held),
-            ("requested", palette::REQUESTED, &s.requested_live),
+        for (name, colour, counter) in [
+            ("footprint", palette::FOOTPRINT, Counter::Footprint),
+            ("held", palette::HELD, Counter::Held),
+            ("requested", palette::REQUESTED, Counter::RequestedLive),
         ] {
             curves.push(Curve {
                 name: name.to_owned(),
                 colour,
                 dashed: false,
-                source: Source::Steps(series),
+                source: Source::Steps(lane, counter),
             });
         }
     }
@@ -339,7 +340,10 @@ fn plot(
         };
         for curve in curves {
             let points = match curve.source {
-                Source::Steps(series) => series.decimated(range.clone(), range_columns),
+                Source::Steps(lane, counter) => {
+                    lane.series
+                        .decimated(&lane.timeline, counter, range.clone(), range_columns)
+                }
                 Source::Samples(points) => points,
             };
             let mut line = Line::new(curve.name, PlotPoints::new(points))

@@ -28,14 +28,14 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
 
     // Live bytes of the first visible lane, as a filled curve behind everything.
     if let Some(lane) = view.visible_lanes().next() {
-        let peak = lane.live_bytes.iter().copied().max().unwrap_or(0).max(1) as f32;
+        let peak = lane.timeline.requested_live_max(0..n).unwrap_or(0).max(1) as f32;
         let columns = rect.width().max(1.0) as usize;
         let fill = visuals.selection.bg_fill.gamma_multiply(0.35);
         for c in 0..columns {
             // The column shows the highest live value among the ops it covers.
             let from = c * n / columns;
             let to = ((c + 1) * n / columns).max(from + 1).min(n);
-            let high = lane.live_bytes[from..to].iter().copied().max().unwrap_or(0) as f32;
+            let high = lane.timeline.requested_live_max(from..to).unwrap_or(0) as f32;
             let h = (rect.height() - 6.0) * high / peak;
             let x = rect.left() + c as f32;
             painter.rect_filled(

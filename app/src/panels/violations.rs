@@ -2,36 +2,84 @@
 //! AddressSanitizer reports them; clicking one seeks to its step and selects its block.
 
 use eframe::egui::{self, RichText, ScrollArea, Sense, Stroke, StrokeKind, Ui, Vec2};
-use heapscope_core::{Violation, allocator::bytes};
+use heapscope_core::timeline::MAX_PROBLEMS;
+use heapscope_core::{AllocError, Problem, StepResult, Violation, allocator::bytes};
 
 use super::{Commands, View};
 use crate::command::{Command, Selection};
 use crate::palette;
-use crate::series::{MAX_PROBLEMS, Problem, ProblemDetail};
-use crate::session::Lane;
+use crate::session::{Lane, ReportRef};
 
 /// Height of one report.
 const ROW_HEIGHT: f32 = 78.0;
 
+/// One entry of the list, resolved.
+struct Report<'a> {
+    lane: &'a Lane,
+    /// Position after the operation.
+    at: usize,
+    addr: Option<u64>,
+    what: What<'a>,
+}
+
+enum What<'a> {
+    Violation(&'a Violation),
+    Refused(&'a AllocError),
+}
+
+impl Report<'_> {
+    /// The address whose block is selected when the report is clicked.
+    fn block_addr(&self) -> Option<u64> {
+        match self.what {
+            What::Violation(v) => v.block.as_ref().map(|b| b.start).or(Some(v.addr)),
+            What::Refused(_) => self.addr,
+        }
+    }
+}
+
+fn resolve<'a>(view: &View<'a>, r: ReportRef) -> Option<Report<'a>> {
+    let lane = view.session.lanes.get(r.lane)?;
+    if !view.settings.shows(lane.kind) {
+        return None;
+    }
+    let problem: &Problem = lane.timeline.problems().get(r.problem)?;
+    let what = match r.violation {
+        Some(v) => What::Violation(problem.violations.get(v)?),
+        None => match &problem.result {
+            StepResult::Failed(e) => What::Refused(e),
+            _ => return None,
+        },
+    };
+    Some(Report {
+        lane,
+        at: problem.step + 1,
+        addr: problem.addr,
+        what,
+    })
+}
+
 /// Draws the violations panel.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let session = view.session;
-    let shown: Vec<(&Lane, &Problem)> = session
-        .problems
+    let shown: Vec<ReportRef> = session
+        .reports
         .iter()
-        .filter_map(|&(l, k)| {
-            let lane = session.lanes.get(l)?;
-            if !view.settings.shows(lane.kind) {
-                return None;
-            }
-            Some((lane, lane.series.problems.get(k)?))
+        .copied()
+        .filter(|r| {
+            session
+                .lanes
+                .get(r.lane)
+                .is_some_and(|l| view.settings.shows(l.kind))
         })
         .collect();
-    let (violations, failed) = view.visible_lanes().fold((0, 0), |(v, f), lane| {
+    let (violations, failed, reports) = view.visible_lanes().fold((0, 0, 0), |(v, f, r), lane| {
         let s = &lane.series;
-        (v + s.violation_count, f + s.totals.failed as usize)
+        (
+            v + s.violation_count,
+            f + s.totals.failed as usize,
+            r + s.report_count,
+        )
     });
-    let reports: usize = view.visible_lanes().map(|l| l.series.problem_count).sum();
     ui.horizontal(|ui| {
         ui.label(
             RichText::new(format!(
@@ -40,13 +88,10 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
             .strong(),
         )
         .on_hover_text("A refused free that a violation explains (a double free) is listed once");
-        let dropped = view
-            .visible_lanes()
-            .any(|l| l.series.problem_count > l.series.problems.len());
-        if dropped {
+        if reports > shown.len() {
             ui.label(
                 RichText::new(format!(
-                    "(the first {MAX_PROBLEMS} per allocator are listed)"
+                    "(the first {MAX_PROBLEMS} problem steps per allocator are listed)"
                 ))
                 .weak(),
             );
@@ -66,14 +111,17 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
         .id_salt("violations_list")
         .auto_shrink([false, false])
         .show_rows(ui, ROW_HEIGHT, shown.len(), |ui, rows| {
-            for (lane, problem) in shown.get(rows).unwrap_or_default() {
-                report(ui, view, lane, problem, commands);
+            for r in shown.get(rows).unwrap_or_default() {
+                if let Some(report) = resolve(view, *r) {
+                    draw(ui, view, &report, commands);
+                }
             }
         });
 }
 
 /// One report, AddressSanitizer style.
-fn report(ui: &mut Ui, view: &View<'_>, lane: &Lane, problem: &Problem, commands: &mut Commands) {
+fn draw(ui: &mut Ui, view: &View<'_>, problem: &Report<'_>, commands: &mut Commands) {
+    let lane = problem.lane;
     let width = ui.available_width();
     let (rect, response) =
         ui.allocate_exact_size(Vec2::new(width, ROW_HEIGHT - 4.0), Sense::click());
@@ -113,14 +161,14 @@ fn report(ui: &mut Ui, view: &View<'_>, lane: &Lane, problem: &Problem, commands
         .map(ToString::to_string)
         .unwrap_or_default();
     inner.horizontal(|ui| {
-        let headline = match (&problem.detail, problem.addr) {
-            (ProblemDetail::Violation(v), _) => {
+        let headline = match (&problem.what, problem.addr) {
+            (What::Violation(v), _) => {
                 format!("ERROR: {} on address {:#x}", v.class, first_bad(v))
             }
-            (ProblemDetail::Failed(_), Some(addr)) => {
-                format!("ERROR: {} at {addr:#x}", problem.class())
+            (What::Refused(e), Some(addr)) => {
+                format!("ERROR: {} at {addr:#x}", refusal(e))
             }
-            (ProblemDetail::Failed(_), None) => format!("ERROR: {}", problem.class()),
+            (What::Refused(e), None) => format!("ERROR: {}", refusal(e)),
         };
         ui.label(
             RichText::new(headline)
@@ -137,19 +185,22 @@ fn report(ui: &mut Ui, view: &View<'_>, lane: &Lane, problem: &Problem, commands
                 )),
         );
     });
-    let second = match &problem.detail {
-        ProblemDetail::Violation(v) => match v.access {
+    let second = match &problem.what {
+        What::Violation(v) => match v.access {
             Some(access) => format!("{access} of size {} at {:#x} by {op}", v.len, v.addr),
             None => format!("free of {:#x} by {op}", v.addr),
         },
-        ProblemDetail::Failed(_) => format!("refused: {op}"),
+        What::Refused(_) => format!("refused: {op}"),
     };
     inner.label(RichText::new(second).monospace());
-    let third = match &problem.detail {
-        ProblemDetail::Violation(v) => location(v),
-        ProblemDetail::Failed(_) => String::new(),
+    let third = match &problem.what {
+        What::Violation(v) => location(v),
+        What::Refused(_) => String::new(),
     };
-    let message = problem.message();
+    let message = match &problem.what {
+        What::Violation(v) => v.message.as_str(),
+        What::Refused(e) => e.message.as_str(),
+    };
     let weak = inner.visuals().weak_text_color();
     if third.is_empty() {
         inner.label(RichText::new(message).color(weak));
@@ -167,6 +218,15 @@ fn report(ui: &mut Ui, view: &View<'_>, lane: &Lane, problem: &Problem, commands
             }
         })));
     }
+}
+
+/// "refused: out-of-memory": the error's kebab-case kind.
+fn refusal(e: &AllocError) -> String {
+    let kind = serde_json::to_value(e.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{:?}", e.kind));
+    format!("refused: {kind}")
 }
 
 /// The first bad byte of a violation (where the original would have stopped).

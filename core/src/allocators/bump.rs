@@ -55,6 +55,11 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
+    /// Host bytes outside the memory: the block list and the ledger.
+    pub fn side_bytes(&self) -> usize {
+        self.blocks.capacity() * size_of::<ArenaBlock>() + self.ledger.heap_bytes()
+    }
+
     pub fn new(kind: AllocatorKind, config: &HeapConfig) -> Result<Self, ConfigError> {
         let base = config.base.unwrap_or(DEFAULT_BASE);
         let capacity = config.size.or(config.max).unwrap_or(DEFAULT_SIZE);
@@ -409,6 +414,10 @@ impl Allocator for Bump {
 
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
+    }
+
+    fn side_bytes(&self) -> usize {
+        self.arena.side_bytes()
     }
 }
 

@@ -331,6 +331,10 @@ impl Allocator for CheckedBump {
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
     }
+
+    fn side_bytes(&self) -> usize {
+        self.arena.side_bytes() + self.shadow.capacity()
+    }
 }
 
 #[cfg(test)]

@@ -1119,6 +1119,10 @@ impl Allocator for FreeingBump {
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
     }
+
+    fn side_bytes(&self) -> usize {
+        self.ledger.heap_bytes()
+    }
 }
 
 #[cfg(test)]

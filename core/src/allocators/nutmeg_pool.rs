@@ -1388,6 +1388,10 @@ impl Allocator for NutmegPool {
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
     }
+
+    fn side_bytes(&self) -> usize {
+        self.ledger.heap_bytes() + self.objects.capacity() * size_of::<Placed>()
+    }
 }
 
 #[cfg(test)]

@@ -1211,6 +1211,10 @@ impl Allocator for SegregatedFit {
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
     }
+
+    fn side_bytes(&self) -> usize {
+        self.ledger.heap_bytes() + self.regions.capacity() * size_of::<Addr>()
+    }
 }
 
 #[cfg(test)]

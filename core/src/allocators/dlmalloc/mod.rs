@@ -2107,4 +2107,10 @@ impl Allocator for Dlmalloc {
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
     }
+
+    fn side_bytes(&self) -> usize {
+        self.ledger.heap_bytes()
+            + self.freed.capacity() * (size_of::<Addr>() + 1)
+            + self.sys.heap_bytes()
+    }
 }

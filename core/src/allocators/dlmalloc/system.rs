@@ -43,6 +43,12 @@ pub(crate) struct System {
 }
 
 impl System {
+    /// Approximate host bytes of the mapping table.
+    pub fn heap_bytes(&self) -> usize {
+        // A B-tree node holds up to 11 pairs; count a pair and its share of the node.
+        self.ranges.len() * 2 * size_of::<(Addr, Addr)>()
+    }
+
     pub fn new(floor: Addr, ceiling: Addr, limit: u64, page: u64) -> Self {
         Self {
             ceiling,
