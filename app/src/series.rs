@@ -17,7 +17,7 @@ use heapscope_core::{Replayer, Step, StepResult, Timeline};
 /// At most this many layout samples per lane (plus the start).
 pub const MAX_SAMPLES: usize = 512;
 
-/// Sampling may always take this long per lane, however fast the replay itself is.
+/// Sampling may always take this long per lane, however fast the recording itself is.
 const MIN_SAMPLING_BUDGET: Duration = Duration::from_millis(40);
 
 /// Which of the timeline's per-step counters.
@@ -243,12 +243,12 @@ impl LaneSeries {
             free_bytes: m.free_bytes,
         });
         self.sampling += began.elapsed();
-        // Sampling may cost as much as the replay itself: when it costs more (large heaps make
+        // Sampling may add a quarter to the recording: when it costs more (large heaps make
         // `inspect` slow), sample half as often from here on and drop every other sample taken,
         // so the samples stay evenly spaced.
         let elapsed = self.started.map_or(Duration::ZERO, |s| s.elapsed());
-        let replaying = elapsed.saturating_sub(self.sampling);
-        if self.sampling > replaying.max(MIN_SAMPLING_BUDGET) {
+        let recording = elapsed.saturating_sub(self.sampling);
+        if self.sampling > (recording / 4).max(MIN_SAMPLING_BUDGET) {
             self.thin();
         }
     }
