@@ -322,3 +322,21 @@ fn a_file_loads_in_the_background_and_replaces_the_session() {
         assert_eq!(live, 2_001, "{}", lane.kind);
     }
 }
+
+#[test]
+fn clicking_a_metrics_plot_seeks_to_that_step() {
+    let mut h = app();
+    assert_eq!(cursor(&h), 0);
+    let bytes = h.get_by_label("Bytes").rect();
+    let next = h.get_by_label("Free-space fragmentation").rect();
+    // The plot fills the column under its title; its y axis takes the first 64 points.
+    let x = (bytes.left() + 64.0 + next.left()) / 2.0;
+    let at = egui::pos2(x, bytes.bottom() + 60.0);
+    h.hover_at(at);
+    h.drag_at(at);
+    h.drop_at(at);
+    h.run_steps(2);
+    let n = h.state().session().len();
+    let c = cursor(&h);
+    assert!(c > n / 4 && c < 3 * n / 4, "cursor {c} of {n}");
+}

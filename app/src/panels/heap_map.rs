@@ -6,6 +6,8 @@
 //! most of its bytes, so a heap of a hundred thousand blocks costs one rectangle per column.
 //! At byte zoom the bytes themselves are drawn in hex.
 
+use std::sync::Arc;
+
 use eframe::egui::{
     self, Align2, Color32, FontId, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, Ui, Vec2,
 };
@@ -189,42 +191,60 @@ fn lane_bar(
     let separator = ui.visuals().extreme_bg_color;
 
     // Sub-pixel blocks are binned per column: bytes per state, drawn as the dominant state.
-    let mut column: Option<(i64, [u64; 8])> = None;
-    let flush = |column: &mut Option<(i64, [u64; 8])>| {
-        if let Some((c, counts)) = column.take() {
-            let best = (0..8).max_by_key(|&i| counts[i]).unwrap_or(0);
-            let x = rect.left() + c as f32;
-            painter.rect_filled(
-                Rect::from_min_max(Pos2::new(x, rect.top()), Pos2::new(x + 1.0, rect.bottom())),
-                0.0,
-                palette::state_fill(palette::LEGEND[best], dark),
-            );
+    // Binning walks every visible block, so the result is kept until the layout or the view
+    // changes: an idle frame over a hundred thousand blocks costs one rectangle per column.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            lane.kind,
+            view.session.cursor,
+            view.session.len(),
+            layout.blocks.as_ptr() as usize,
+            layout.blocks.len(),
+        )
+            .hash(&mut h);
+        for f in [rect.left(), rect.width()] {
+            f.to_bits().hash(&mut h);
+        }
+        for f in [origin, px_per_byte, view_start] {
+            f.to_bits().hash(&mut h);
+        }
+        h.finish()
+    };
+    let cache_id = ui.scope_id().with(("heap_map_bins", lane.kind));
+    let cached: Option<(u64, Arc<Vec<DrawItem>>)> = ui.data(|d| d.get_temp(cache_id));
+    let items = match cached {
+        Some((k, items)) if k == key => items,
+        _ => {
+            let items = Arc::new(bin_blocks(layout, view_lo, view_hi, rect, &x_of));
+            ui.data_mut(|d| d.insert_temp(cache_id, (key, Arc::clone(&items))));
+            items
         }
     };
-    let first = layout.blocks.partition_point(|b| b.range.end <= view_lo);
-    for block in layout.blocks[first..]
-        .iter()
-        .take_while(|b| b.range.start < view_hi)
-    {
-        let x0 = x_of(block.range.start);
-        let x1 = x_of(block.range.end);
-        if x1 - x0 >= 1.5 {
-            flush(&mut column);
-            draw_block(&painter, block, x0, x1, rect, dark, separator, px_per_byte);
-        } else {
-            let c = (x0 - rect.left()).floor() as i64;
-            if column.as_ref().is_some_and(|(cur, _)| *cur != c) {
-                flush(&mut column);
+    for item in items.iter() {
+        match *item {
+            DrawItem::Column { column, slot } => {
+                let x = rect.left() + column as f32;
+                let state = palette::LEGEND
+                    .get(slot)
+                    .copied()
+                    .unwrap_or(BlockState::Unused);
+                painter.rect_filled(
+                    Rect::from_min_max(Pos2::new(x, rect.top()), Pos2::new(x + 1.0, rect.bottom())),
+                    0.0,
+                    palette::state_fill(state, dark),
+                );
             }
-            let entry = column.get_or_insert((c, [0; 8]));
-            let slot = palette::LEGEND
-                .iter()
-                .position(|s| *s == block.state)
-                .unwrap_or(7);
-            entry.1[slot] += block.size();
+            DrawItem::Block(index) => {
+                if let Some(block) = layout.blocks.get(index) {
+                    let x0 = x_of(block.range.start);
+                    let x1 = x_of(block.range.end);
+                    draw_block(&painter, block, x0, x1, rect, dark, separator, px_per_byte);
+                }
+            }
         }
     }
-    flush(&mut column);
 
     if px_per_byte >= HEX_ZOOM {
         draw_hex(
@@ -364,6 +384,70 @@ fn lane_bar(
         let addr = addr_of(pos.x);
         response.on_hover_ui_at_pointer(|ui| block_tooltip(ui, block, addr));
     }
+}
+
+/// What the heap map draws for a lane at one view: a block wide enough to draw on its own, or
+/// a one-pixel column of sub-pixel blocks in its dominant state.
+#[derive(Debug, Clone, Copy)]
+enum DrawItem {
+    /// One pixel column, in the state (index into `palette::LEGEND`) holding most of its bytes.
+    Column { column: i64, slot: usize },
+    /// A block (index into the layout) at least a pixel and a half wide.
+    Block(usize),
+}
+
+/// Index of `state` in `palette::LEGEND`.
+fn legend_slot(state: BlockState) -> usize {
+    match state {
+        BlockState::Live => 0,
+        BlockState::Free => 1,
+        BlockState::Freed => 2,
+        BlockState::Guard => 3,
+        BlockState::Padding => 4,
+        BlockState::Metadata => 5,
+        BlockState::Top => 6,
+        BlockState::Unused => 7,
+    }
+}
+
+/// Walks the blocks in `[view_lo, view_hi)` once and decides what to draw.
+fn bin_blocks(
+    layout: &HeapLayout,
+    view_lo: Addr,
+    view_hi: Addr,
+    rect: Rect,
+    x_of: &dyn Fn(Addr) -> f32,
+) -> Vec<DrawItem> {
+    let mut items = Vec::new();
+    let mut column: Option<(i64, [u64; 8])> = None;
+    let flush = |column: &mut Option<(i64, [u64; 8])>, items: &mut Vec<DrawItem>| {
+        if let Some((c, counts)) = column.take() {
+            let slot = (0..8).max_by_key(|&i| counts[i]).unwrap_or(0);
+            items.push(DrawItem::Column { column: c, slot });
+        }
+    };
+    let first = layout.blocks.partition_point(|b| b.range.end <= view_lo);
+    for (offset, block) in layout.blocks[first..]
+        .iter()
+        .take_while(|b| b.range.start < view_hi)
+        .enumerate()
+    {
+        let x0 = x_of(block.range.start);
+        let x1 = x_of(block.range.end);
+        if x1 - x0 >= 1.5 {
+            flush(&mut column, &mut items);
+            items.push(DrawItem::Block(first + offset));
+        } else {
+            let c = (x0 - rect.left()).floor() as i64;
+            if column.as_ref().is_some_and(|(cur, _)| *cur != c) {
+                flush(&mut column, &mut items);
+            }
+            let entry = column.get_or_insert((c, [0; 8]));
+            entry.1[legend_slot(block.state)] += block.size();
+        }
+    }
+    flush(&mut column, &mut items);
+    items
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -530,4 +614,16 @@ fn legend(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
                 .small(),
         );
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legend_slots_follow_the_legend() {
+        for (i, &state) in palette::LEGEND.iter().enumerate() {
+            assert_eq!(legend_slot(state), i, "{state:?}");
+        }
+    }
 }

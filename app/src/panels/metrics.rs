@@ -325,6 +325,7 @@ fn plot(
         );
     }
     let columns = width.max(1.0) as usize;
+    let ctx = ui.ctx().clone();
     let response = plot.show(ui, |plot_ui| {
         // Only the visible steps (and one view's width either side, for panning) are
         // decimated, at the view's pixel density; before the first zoom that is all of them.
@@ -341,8 +342,8 @@ fn plot(
         for curve in curves {
             let points = match curve.source {
                 Source::Steps(lane, counter) => {
-                    lane.series
-                        .decimated(&lane.timeline, counter, range.clone(), range_columns)
+                    super::decimated_points(&ctx, lane, counter, range.clone(), range_columns)
+                        .to_vec()
                 }
                 Source::Samples(points) => points,
             };

@@ -14,6 +14,8 @@ pub mod timeline;
 pub mod toolbar;
 pub mod violations;
 
+use eframe::egui;
+
 use crate::command::{Command, Selection};
 use crate::session::{Lane, Session};
 use crate::settings::Settings;
@@ -62,4 +64,42 @@ pub fn short_bytes(n: f64) -> String {
     } else {
         format!("{sign}{value:.1} {}", UNITS[unit])
     }
+}
+
+/// `counter` of `lane` over `range`, decimated to `columns`, kept between frames: the series
+/// never change once recorded, so only a new range or width recomputes it.
+pub fn decimated_points(
+    ctx: &egui::Context,
+    lane: &Lane,
+    counter: crate::series::Counter,
+    range: std::ops::Range<usize>,
+    columns: usize,
+) -> std::sync::Arc<Vec<[f64; 2]>> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        std::ptr::from_ref(&lane.series) as usize,
+        lane.timeline.len(),
+        counter as u8,
+        range.start,
+        range.end,
+        columns,
+    )
+        .hash(&mut h);
+    let key = h.finish();
+    // One slot per lane, counter and width: the scrubber and the plots do not evict each other.
+    let id = egui::Id::unique(("decimated_points", lane.kind, counter as u8, columns));
+    let cached: Option<(u64, std::sync::Arc<Vec<[f64; 2]>>)> = ctx.data(|d| d.get_temp(id));
+    if let Some((k, points)) = cached
+        && k == key
+    {
+        return points;
+    }
+    let points =
+        std::sync::Arc::new(
+            lane.series
+                .decimated(&lane.timeline, counter, range, columns),
+        );
+    ctx.data_mut(|d| d.insert_temp(id, (key, std::sync::Arc::clone(&points))));
+    points
 }

@@ -1,11 +1,11 @@
 //! The scrubber: the whole trace, drag to seek, with problems, marks and live bytes drawn on it.
 
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, Ui, Vec2};
-use heapscope_core::Op;
 
 use super::{Commands, View};
 use crate::command::Command;
 use crate::palette;
+use crate::series::Counter;
 
 /// Height of the scrubber.
 const HEIGHT: f32 = 46.0;
@@ -26,17 +26,23 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     }
     let x_of = |pos: usize| rect.left() + rect.width() * pos as f32 / n as f32;
 
-    // Live bytes of the first visible lane, as a filled curve behind everything.
+    // Live bytes of the first visible lane, as a filled curve behind everything: the highest
+    // value in each pixel column, from the lane's min/max buckets (cost ~ columns, not steps).
+    let columns = rect.width().max(1.0) as usize;
     if let Some(lane) = view.visible_lanes().next() {
-        let peak = lane.timeline.requested_live_max(0..n).unwrap_or(0).max(1) as f32;
-        let columns = rect.width().max(1.0) as usize;
+        let peak = lane.series.max(Counter::RequestedLive).max(1) as f32;
         let fill = visuals.selection.bg_fill.gamma_multiply(0.35);
-        for c in 0..columns {
-            // The column shows the highest live value among the ops it covers.
-            let from = c * n / columns;
-            let to = ((c + 1) * n / columns).max(from + 1).min(n);
-            let high = lane.timeline.requested_live_max(from..to).unwrap_or(0) as f32;
-            let h = (rect.height() - 6.0) * high / peak;
+        let points =
+            super::decimated_points(ui.ctx(), lane, Counter::RequestedLive, 0..n + 1, columns);
+        let mut column_high = vec![0u64; columns];
+        for &[at, value] in points.iter() {
+            let c = ((at / (n + 1) as f64) * columns as f64) as usize;
+            if let Some(high) = column_high.get_mut(c.min(columns - 1)) {
+                *high = (*high).max(value as u64);
+            }
+        }
+        for (c, high) in column_high.into_iter().enumerate() {
+            let h = (rect.height() - 6.0) * high as f32 / peak;
             let x = rect.left() + c as f32;
             painter.rect_filled(
                 Rect::from_min_max(
@@ -49,18 +55,29 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
         }
     }
 
-    // Marks and problems as ticks: a pixel column gets one tick however many ops it covers.
-    let mut last_problem_x = f32::NEG_INFINITY;
-    for (i, op) in session.scenario.ops.iter().enumerate() {
-        let x = x_of(i + 1);
-        if matches!(op, Op::Mark { .. }) {
-            painter.vline(
-                x,
-                rect.top()..=rect.bottom(),
-                Stroke::new(1.5, palette::MARK),
-            );
+    // Marks and problems as ticks, from the session's indexes: one tick per pixel column at
+    // most, found by binary search, so a million problems cost no more than a few.
+    let ticks = |positions: &[usize], each: &mut dyn FnMut(f32)| {
+        let mut from = 0;
+        while let Some(&p) = positions.get(from) {
+            let x = x_of(p);
+            each(x);
+            // Skip to the first position drawn at least one pixel further right.
+            let next_x = x + 1.0;
+            let next_pos = (((next_x - rect.left()) / rect.width()) * n as f32).ceil() as usize;
+            from += positions[from..].partition_point(|&q| q < next_pos.max(p + 1));
         }
-        if session.is_problem(i) && x - last_problem_x >= 2.0 {
+    };
+    ticks(&session.mark_positions, &mut |x| {
+        painter.vline(
+            x,
+            rect.top()..=rect.bottom(),
+            Stroke::new(1.5, palette::MARK),
+        );
+    });
+    let mut last_problem_x = f32::NEG_INFINITY;
+    ticks(&session.problem_positions, &mut |x| {
+        if x - last_problem_x >= 2.0 {
             last_problem_x = x;
             painter.vline(
                 x,
@@ -68,7 +85,7 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
                 Stroke::new(2.0, palette::PROBLEM),
             );
         }
-    }
+    });
 
     // The playhead.
     let x = x_of(session.cursor);

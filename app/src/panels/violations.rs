@@ -3,7 +3,7 @@
 
 use eframe::egui::{self, RichText, ScrollArea, Sense, Stroke, StrokeKind, Ui, Vec2};
 use heapscope_core::timeline::MAX_PROBLEMS;
-use heapscope_core::{AllocError, Problem, StepResult, Violation, allocator::bytes};
+use heapscope_core::{AllocError, AllocatorKind, Problem, StepResult, Violation, allocator::bytes};
 
 use super::{Commands, View};
 use crate::command::{Command, Selection};
@@ -58,20 +58,54 @@ fn resolve<'a>(view: &View<'a>, r: ReportRef) -> Option<Report<'a>> {
     })
 }
 
+/// The reports of shown lanes, cached per session and set of hidden lanes (a poisoned
+/// allocator on a long trace has a million of them).
+fn visible_reports(ui: &Ui, view: &View<'_>) -> std::sync::Arc<Vec<ReportRef>> {
+    type Cached = (
+        String,
+        usize,
+        Vec<AllocatorKind>,
+        std::sync::Arc<Vec<ReportRef>>,
+    );
+    let session = view.session;
+    let id = egui::Id::unique("visible_reports");
+    let key = (
+        session.title(),
+        session.reports.len(),
+        view.settings.hidden.clone(),
+    );
+    if let Some((title, len, hidden, reports)) = ui.data(|d| d.get_temp::<Cached>(id))
+        && (title, len, hidden) == key
+    {
+        return reports;
+    }
+    let reports: std::sync::Arc<Vec<ReportRef>> = std::sync::Arc::new(
+        session
+            .reports
+            .iter()
+            .copied()
+            .filter(|r| {
+                session
+                    .lanes
+                    .get(r.lane)
+                    .is_some_and(|l| view.settings.shows(l.kind))
+            })
+            .collect(),
+    );
+    ui.data_mut(|d| d.insert_temp::<Cached>(id, (key.0, key.1, key.2, reports.clone())));
+    reports
+}
+
 /// Draws the violations panel.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let session = view.session;
-    let shown: Vec<ReportRef> = session
-        .reports
-        .iter()
-        .copied()
-        .filter(|r| {
-            session
-                .lanes
-                .get(r.lane)
-                .is_some_and(|l| view.settings.shows(l.kind))
-        })
-        .collect();
+    let filtered;
+    let shown: &[ReportRef] = if view.settings.hidden.is_empty() {
+        &session.reports
+    } else {
+        filtered = visible_reports(ui, view);
+        &filtered
+    };
     let (violations, failed, reports) = view.visible_lanes().fold((0, 0, 0), |(v, f, r), lane| {
         let s = &lane.series;
         (
