@@ -32,13 +32,24 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     if let Some(lane) = view.visible_lanes().next() {
         let peak = lane.series.max(Counter::RequestedLive).max(1) as f32;
         let fill = visuals.selection.bg_fill.gamma_multiply(0.35);
-        let points =
-            super::decimated_points(ui.ctx(), lane, Counter::RequestedLive, 0..n + 1, columns);
         let mut column_high = vec![0u64; columns];
-        for &[at, value] in points.iter() {
-            let c = ((at / (n + 1) as f64) * columns as f64) as usize;
-            if let Some(high) = column_high.get_mut(c.min(columns - 1)) {
-                *high = (*high).max(value as u64);
+        if n < columns {
+            // Fewer steps than pixels: each column shows the step it lies in.
+            for (c, high) in column_high.iter_mut().enumerate() {
+                let at = (c * n / columns + 1).min(n);
+                *high = lane
+                    .series
+                    .value(&lane.timeline, Counter::RequestedLive, at)
+                    .unwrap_or(0);
+            }
+        } else {
+            let points =
+                super::decimated_points(ui.ctx(), lane, Counter::RequestedLive, 0..n + 1, columns);
+            for &[at, value] in points.iter() {
+                let c = ((at / (n + 1) as f64) * columns as f64) as usize;
+                if let Some(high) = column_high.get_mut(c.min(columns - 1)) {
+                    *high = (*high).max(value as u64);
+                }
             }
         }
         for (c, high) in column_high.into_iter().enumerate() {
