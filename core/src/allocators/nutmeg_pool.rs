@@ -1207,7 +1207,9 @@ impl Allocator for NutmegPool {
                     );
                     return Err(AllocError::new(
                         ErrorKind::Unsupported,
-                        format!("function with nlocals {nlocals}, nargs {nargs}: counts are 16-bit"),
+                        format!(
+                            "function with nlocals {nlocals}, nargs {nargs}: counts are 16-bit"
+                        ),
                     ));
                 };
                 self.allocate_function(words, locals, args, trail)
@@ -1596,7 +1598,11 @@ mod tests {
             text: "hello".into(),
         };
         let s = heap.allocate_object(&text, &mut t).unwrap();
-        assert_eq!(s, B + 16 * CELL, "right after the bootstrap, no BinarrayDatakey");
+        assert_eq!(
+            s,
+            B + 16 * CELL,
+            "right after the bootstrap, no BinarrayDatakey"
+        );
         assert_eq!(heap.string_text(s).as_deref(), Some("hello"));
         let function = Op::Function {
             id: 2,
