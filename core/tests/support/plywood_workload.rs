@@ -94,10 +94,10 @@ struct State {
 impl State {
     /// `getRandomAllocationSize(allowLarge)`; `&&` short-circuits, so no draw without large.
     fn size(&mut self, allow_large: bool) -> u32 {
-        if allow_large && self.random.next_u32() % 10 == 0 {
+        if allow_large && self.random.next_u32().is_multiple_of(10) {
             return self.random.next_u32() % (400_000 - 100_000) + 100_000;
         }
-        if self.random.next_u32() % 4 == 0 {
+        if self.random.next_u32().is_multiple_of(4) {
             return self.random.next_u32() % 15_000 + 5_000;
         }
         self.random.next_u32() % 500 + 10
