@@ -16,6 +16,8 @@ pub fn state_fill(state: BlockState, dark: bool) -> Color32 {
         (BlockState::Top, false) => Color32::from_rgb(0xb7, 0xd9, 0xbf),
         (BlockState::Unused, true) => Color32::from_rgb(0x2a, 0x2d, 0x33),
         (BlockState::Unused, false) => Color32::from_rgb(0xe3, 0xe5, 0xe8),
+        (BlockState::Unmapped, true) => Color32::from_rgb(0x16, 0x17, 0x1a),
+        (BlockState::Unmapped, false) => Color32::from_rgb(0xf6, 0xf7, 0xf8),
     }
 }
 
@@ -46,6 +48,7 @@ pub fn state_name(state: BlockState) -> &'static str {
         BlockState::Padding => "padding",
         BlockState::Metadata => "allocator data",
         BlockState::Unused => "never used",
+        BlockState::Unmapped => "not mapped",
         BlockState::Top => "top / wilderness",
     }
 }
@@ -60,6 +63,7 @@ pub const LEGEND: &[BlockState] = &[
     BlockState::Metadata,
     BlockState::Top,
     BlockState::Unused,
+    BlockState::Unmapped,
 ];
 
 /// A distinct line colour per allocator, for overlaid plots and compare mode.

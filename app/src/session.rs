@@ -146,7 +146,8 @@ impl Session {
 
     /// Loads a bundled scenario.
     pub fn bundled(file: &'static str, text: &str) -> Result<Self, String> {
-        let scenario = Scenario::from_ron(text, Path::new(file)).map_err(|e| e.to_string())?;
+        let mut scenario = Scenario::from_ron(text, Path::new(file)).map_err(|e| e.to_string())?;
+        crate::bundled::load_bundled_trace(file, &mut scenario)?;
         Self::from_scenario(scenario, Source::Bundled(file), &LoadProgress::unobserved())
             .map_err(|e| e.to_string())
     }

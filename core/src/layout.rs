@@ -25,6 +25,9 @@ pub enum BlockState {
     Metadata,
     /// Mapped but never handed out, beyond the bumper.
     Unused,
+    /// Address space between the allocator's mappings, not obtained from the system: shown so
+    /// the mappings keep their real addresses, never reusable.
+    Unmapped,
     /// dlmalloc's top chunk / the wilderness.
     Top,
 }

@@ -266,4 +266,26 @@ mod tests {
         );
         assert_eq!(m.requested_live, 0);
     }
+
+    #[test]
+    fn unmapped_address_space_is_not_free_space() {
+        // dlmalloc's mappings sit apart in the address space; the gaps are not its to use.
+        let mut replay = Replayer::new(
+            AllocatorKind::Dlmalloc
+                .build(&HeapConfig::default())
+                .unwrap(),
+        );
+        for (id, size) in [(1, 100), (2, 300_000), (3, 40)] {
+            replay.apply(&Op::Alloc { id, size, align: 0 }, &mut Trail::off());
+        }
+        let layout = replay.heap().inspect();
+        assert!(
+            layout
+                .blocks
+                .iter()
+                .any(|b| b.state == BlockState::Unmapped)
+        );
+        let m = StepMetrics::of(&layout);
+        assert!(m.free_bytes <= m.footprint, "{m:?}");
+    }
 }

@@ -396,6 +396,9 @@ enum DrawItem {
     Block(usize),
 }
 
+/// Number of legend states, one byte count each when binning a column.
+const SLOTS: usize = palette::LEGEND.len();
+
 /// Index of `state` in `palette::LEGEND`.
 fn legend_slot(state: BlockState) -> usize {
     match state {
@@ -407,6 +410,7 @@ fn legend_slot(state: BlockState) -> usize {
         BlockState::Metadata => 5,
         BlockState::Top => 6,
         BlockState::Unused => 7,
+        BlockState::Unmapped => 8,
     }
 }
 
@@ -419,10 +423,10 @@ fn bin_blocks(
     x_of: &dyn Fn(Addr) -> f32,
 ) -> Vec<DrawItem> {
     let mut items = Vec::new();
-    let mut column: Option<(i64, [u64; 8])> = None;
-    let flush = |column: &mut Option<(i64, [u64; 8])>, items: &mut Vec<DrawItem>| {
+    let mut column: Option<(i64, [u64; SLOTS])> = None;
+    let flush = |column: &mut Option<(i64, [u64; SLOTS])>, items: &mut Vec<DrawItem>| {
         if let Some((c, counts)) = column.take() {
-            let slot = (0..8).max_by_key(|&i| counts[i]).unwrap_or(0);
+            let slot = (0..SLOTS).max_by_key(|&i| counts[i]).unwrap_or(0);
             items.push(DrawItem::Column { column: c, slot });
         }
     };
@@ -442,7 +446,7 @@ fn bin_blocks(
             if column.as_ref().is_some_and(|(cur, _)| *cur != c) {
                 flush(&mut column, &mut items);
             }
-            let entry = column.get_or_insert((c, [0; 8]));
+            let entry = column.get_or_insert((c, [0; SLOTS]));
             entry.1[legend_slot(block.state)] += block.size();
         }
     }

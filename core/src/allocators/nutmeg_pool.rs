@@ -117,6 +117,7 @@ use crate::layout::{
     Block, BlockState, Field, Finding, HeapLayout, Ledger, Marker, NativeStat, Stats,
 };
 use crate::memory::{Memory, OutOfBounds};
+use crate::trace::Op;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
 
 /// Default address of the pool's first cell.
@@ -1186,6 +1187,37 @@ impl Allocator for NutmegPool {
         Ok(payload)
     }
 
+    /// Nutmeg's own typed objects: a trace's `String` and `Function` become a string object
+    /// and a function object, as `Machine::allocate_string` and `allocate_function` make them.
+    fn allocate_object(&mut self, op: &Op, trail: &mut Trail) -> Result<Addr, AllocError> {
+        match op {
+            Op::String { text, .. } => self.allocate_string(text, trail),
+            Op::Function {
+                words,
+                nlocals,
+                nargs,
+                ..
+            } => {
+                // Upstream packs the counts in 16-bit fields.
+                let (Ok(locals), Ok(args)) = (u16::try_from(*nlocals), u16::try_from(*nargs))
+                else {
+                    say!(
+                        trail,
+                        "nlocals {nlocals}, nargs {nargs}: the counts cell has 16 bits for each"
+                    );
+                    return Err(AllocError::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "function with nlocals {nlocals}, nargs {nargs}: counts are 16-bit"
+                        ),
+                    ));
+                };
+                self.allocate_function(words, locals, args, trail)
+            }
+            other => self.allocate(other.request_size().unwrap_or(0), 0, trail),
+        }
+    }
+
     fn free(&mut self, ptr: Addr, trail: &mut Trail) -> Result<(), AllocError> {
         self.ignored_frees += 1;
         let Some(i) = self.find_index(ptr) else {
@@ -1557,6 +1589,42 @@ mod tests {
             ),
             (32, 1, 1, 2)
         );
+        sound(&heap);
+    }
+
+    // A trace's typed operations reach the typed allocations, not plain byte blocks.
+    #[test]
+    fn trace_strings_and_functions_become_typed_objects() {
+        let mut heap = pool();
+        let mut t = Trail::off();
+        let text = Op::String {
+            id: 1,
+            text: "hello".into(),
+        };
+        let s = heap.allocate_object(&text, &mut t).unwrap();
+        assert_eq!(
+            s,
+            B + 16 * CELL,
+            "right after the bootstrap, no BinarrayDatakey"
+        );
+        assert_eq!(heap.string_text(s).as_deref(), Some("hello"));
+        let function = Op::Function {
+            id: 2,
+            words: vec![7; 3],
+            nlocals: 2,
+            nargs: 1,
+        };
+        let f = heap.allocate_object(&function, &mut t).unwrap();
+        assert_eq!(f, B + 20 * CELL);
+        assert_eq!(heap.function_counts(f), Some((2, 1)));
+        let too_many = Op::Function {
+            id: 3,
+            words: Vec::new(),
+            nlocals: 70_000,
+            nargs: 0,
+        };
+        let err = heap.allocate_object(&too_many, &mut t).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unsupported);
         sound(&heap);
     }
 

@@ -547,7 +547,7 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
     let mut live: Vec<Addr> = m.ledger.iter().map(|(mem, _)| mem).collect();
     live.sort_unstable();
     for (s, e, is_seg) in pieces {
-        tiler.gap_to(s, BlockState::Unused);
+        tiler.gap_to(s, BlockState::Unmapped);
         if is_seg {
             m.walk_segment(&mut tiler, s, e, &records);
         } else {
@@ -555,9 +555,9 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
         }
         tiler.gap_to(e, BlockState::Metadata);
     }
-    tiler.gap_to(m.base, BlockState::Unused);
+    tiler.gap_to(m.base, BlockState::Unmapped);
     tiler.push(m.state_block());
-    tiler.gap_to(end, BlockState::Unused);
+    tiler.gap_to(end, BlockState::Unmapped);
 
     let mut markers = Vec::new();
     if m.top() != 0 {
