@@ -454,3 +454,49 @@ fn bad_files_give_clear_errors() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_guest_scenario_loads_and_runs_its_allocators() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(guests()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "ron") {
+            continue;
+        }
+        seen += 1;
+        let scenario = heapscope_core::Scenario::load(&path).unwrap();
+        let program = scenario.program.as_ref().unwrap();
+        let image = program.image(&path).unwrap();
+        let mut options = program.options();
+        options.max_insns = options.max_insns.min(1_000_000);
+        for spec in scenario.allocator_specs() {
+            let run = emulate::run(&image, spec.kind, &spec.config, &options).unwrap();
+            assert!(
+                matches!(
+                    run.exit,
+                    Exit::Returned { .. } | Exit::BudgetExhausted { .. }
+                ),
+                "{} on {}: {}",
+                path.display(),
+                spec.kind,
+                run.exit
+            );
+        }
+    }
+    assert_eq!(seen, 9, "8 guests and the raw-code demo");
+    // A scenario names either a program or operations.
+    let err = heapscope_core::Scenario::from_ron(
+        "Scenario(name: \"x\", ops: [FreeNull], program: (elf: \"a.elf\"))",
+        Path::new("both.ron"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not both"), "{err}");
+    let err = heapscope_core::Scenario::from_ron(
+        "Scenario(name: \"x\", program: (elf: \"a.elf\", code: \"c3\"))",
+        Path::new("both.ron"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("either an `elf` file or `code`"), "{err}");
+}

@@ -284,32 +284,42 @@ fn indent(text: &str) -> String {
     text.replace('\n', "\n          ")
 }
 
-/// The calls and findings, with runs of warnings from one instruction into one block folded.
+/// What makes two findings in a row "alike": the same kind, instruction, class and place.
+fn fold_key(event: &Event) -> Option<(bool, Option<u64>, &'static str, Option<u64>)> {
+    match event {
+        Event::Violation(v) => Some((
+            true,
+            v.site.pc,
+            v.violation.class.name(),
+            v.block.as_ref().map(|b| b.start),
+        )),
+        Event::Warning(w) => Some((
+            false,
+            w.site.pc,
+            w.class.name(),
+            w.hit_range.as_ref().map(|r| r.start),
+        )),
+        _ => None,
+    }
+}
+
+/// The calls and findings, with runs of alike findings (a loop overflowing byte by byte)
+/// folded into the first.
 fn write_table(out: &mut dyn Write, image: &Image, run: &Run) -> std::io::Result<()> {
     writeln!(out, "== {} on {}", image.origin, run.kind.name())?;
     let mut folded = 0usize;
-    let mut last_warning: Option<(Option<u64>, Option<std::ops::Range<u64>>)> = None;
-    let flush = |out: &mut dyn Write, folded: &mut usize| -> std::io::Result<()> {
-        if *folded > 0 {
-            writeln!(out, "          … and {folded} more like it")?;
-            *folded = 0;
-        }
-        Ok(())
-    };
+    let mut last = None;
     for event in &run.events {
-        if let Event::Warning(w) = event {
-            let key = (w.site.pc, w.hit_range.clone());
-            if last_warning.as_ref() == Some(&key) {
-                folded += 1;
-                continue;
-            }
-            flush(out, &mut folded)?;
-            last_warning = Some(key);
-            writeln!(out, "{:>8}  warning: {}", w.step, indent(&w.report))?;
+        let key = fold_key(event);
+        if key.is_some() && key == last {
+            folded += 1;
             continue;
         }
-        flush(out, &mut folded)?;
-        last_warning = None;
+        if folded > 0 {
+            writeln!(out, "          … and {folded} more like it")?;
+            folded = 0;
+        }
+        last = key;
         match event {
             Event::Call(call) => {
                 let args: Vec<String> = call.args.iter().map(|a| format!("{a:#x}")).collect();
@@ -334,6 +344,7 @@ fn write_table(out: &mut dyn Write, image: &Image, run: &Run) -> std::io::Result
                 }
             }
             Event::Violation(v) => writeln!(out, "{:>8}  {}", v.step, indent(&v.report))?,
+            Event::Warning(w) => writeln!(out, "{:>8}  {}", w.step, indent(&w.report))?,
             Event::Corruption { step, findings } => {
                 writeln!(
                     out,
@@ -344,7 +355,6 @@ fn write_table(out: &mut dyn Write, image: &Image, run: &Run) -> std::io::Result
                 }
             }
             Event::Exit { step, exit } => writeln!(out, "{step:>8}  exit: {exit}")?,
-            Event::Warning(_) => {}
         }
     }
     writeln!(

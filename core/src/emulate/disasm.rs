@@ -34,6 +34,13 @@ impl Disassembler {
         let instruction = decode(image, pc)?;
         let mut text = String::new();
         IntelFormatter::new().format(&instruction, &mut text);
+        // Name the target of a direct call or jump, as objdump does.
+        let target = instruction.near_branch_target();
+        if target != 0
+            && let Some((name, _)) = image.symbols.iter().find(|&(_, &addr)| addr == target)
+        {
+            text.push_str(&format!(" <{name}>"));
+        }
         self.cache.insert(pc, text.clone());
         Some(text)
     }
