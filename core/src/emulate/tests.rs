@@ -287,3 +287,32 @@ fn aligned_calls_bad_frees_and_reallocs_of_freed_blocks() {
             .contains("8 bytes inside the 40-byte block #1")
     );
 }
+
+#[test]
+fn code_translated_before_the_heap_existed_is_still_watched() {
+    // `store(p)` runs once on the stack before the first malloc maps the heap, then on the
+    // heap block: the second store must be seen (and mirrored into the model).
+    let code = "534883ec104889e7e820000000bf10000000b810100000ffd04889c34889c7e809000000\
+                488b034883c4105bc348c70707000000c3";
+    for &kind in AllocatorKind::ALL {
+        let run = run_code(code, kind, &Options::default());
+        assert_eq!(run.exit, Exit::Returned { value: 7 }, "{kind}");
+        let writes: Vec<_> = run
+            .accesses
+            .iter()
+            .filter(|a| a.access == Access::Write)
+            .collect();
+        assert_eq!(writes.len(), 1, "{kind}: {writes:?}");
+        assert_eq!(writes[0].value, 7);
+        assert_eq!(writes[0].pc, image::CODE_BASE + 0x2d);
+        let ptr = run
+            .calls()
+            .next()
+            .and_then(|c| c.result.clone().ok().flatten());
+        assert_eq!(
+            ptr.and_then(|p| run.heap.memory().read_u64(p).ok()),
+            Some(7),
+            "{kind}"
+        );
+    }
+}
