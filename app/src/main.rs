@@ -22,6 +22,9 @@ fn main() -> ExitCode {
         Ok(cli::Invocation::Compare(args)) => {
             report(cli::compare::run(&args, &mut std::io::stdout().lock()))
         }
+        Ok(cli::Invocation::Emulate(args)) => {
+            report(cli::emulate::run(&args, &mut std::io::stdout().lock()))
+        }
         Err(message) => {
             eprintln!("heapscope: {message}\n\n{}", cli::USAGE);
             ExitCode::FAILURE

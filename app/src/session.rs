@@ -164,6 +164,7 @@ impl Session {
                 trace: None,
                 format: None,
                 flags: Vec::new(),
+                program: None,
             },
             lanes: Vec::new(),
             cursor: 0,

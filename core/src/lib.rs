@@ -8,6 +8,7 @@
 pub mod access;
 pub mod allocator;
 pub mod allocators;
+pub mod emulate;
 pub mod import;
 pub mod kind;
 pub mod layout;

@@ -84,6 +84,11 @@ impl Replayer {
         self.heap.side_bytes() + (self.held.capacity() + self.freed.capacity()) * entry
     }
 
+    /// The allocator, handed over (the replay ends).
+    pub fn into_heap(self) -> Box<dyn Allocator> {
+        self.heap
+    }
+
     /// The block the program holds under `id`, if any.
     pub fn held(&self, id: Id) -> Option<Held> {
         self.held.get(&id).copied()
@@ -98,6 +103,7 @@ impl Replayer {
         }
         let addr = match &result {
             StepResult::Placed(ptr) => Some(*ptr),
+            _ if op.addr().is_some() => op.addr(),
             _ => op
                 .id()
                 .and_then(|id| self.held(id).or_else(|| self.dangling(id)))
@@ -186,6 +192,26 @@ impl Replayer {
                 violations,
             ),
             Op::Mark { .. } => StepResult::Done,
+            Op::ReadAt { addr, len } => {
+                self.access_at(*addr, *len, Access::Read, None, trail, violations)
+            }
+            Op::WriteAt { addr, bytes } => self.access_at(
+                *addr,
+                bytes.len() as u64,
+                Access::Write,
+                Some(bytes),
+                trail,
+                violations,
+            ),
+            Op::FreeAt { addr } => {
+                if let Some(v) = self.heap.check_free(*addr) {
+                    violations.push(v);
+                }
+                match self.heap.free(*addr, trail) {
+                    Ok(()) => StepResult::Done,
+                    Err(e) => StepResult::Failed(e),
+                }
+            }
         }
     }
 
@@ -227,6 +253,19 @@ impl Replayer {
             ));
         };
         let addr = block.ptr.saturating_add(offset);
+        self.access_at(addr, len, access, data, trail, violations)
+    }
+
+    /// An access at an absolute address: checked, and for a write, stored in the heap's bytes.
+    fn access_at(
+        &mut self,
+        addr: Addr,
+        len: u64,
+        access: Access,
+        data: Option<&[u8]>,
+        trail: &mut Trail,
+        violations: &mut Vec<Violation>,
+    ) -> StepResult {
         if let Some(v) = self.heap.check_access(addr, len, access) {
             say!(trail, "{}: {}", v.class, v.message);
             violations.push(v);

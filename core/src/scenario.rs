@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::emulate::Program;
 use crate::import::{Format, ImportError, import_file};
 use crate::kind::{AllocatorKind, ConfigError, HeapConfig};
 use crate::trace::{Flag, Op, Trace};
@@ -70,6 +71,9 @@ pub struct Scenario {
     /// What the importer noticed about the traced program, by step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<Flag>,
+    /// A program to emulate instead of operations (`heapscope emulate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<Program>,
 }
 
 /// A [`Scenario`] as written, before its fields are checked against each other.
@@ -89,20 +93,29 @@ struct RawScenario {
     format: Option<Format>,
     #[serde(default)]
     flags: Vec<Flag>,
+    #[serde(default)]
+    program: Option<Program>,
 }
 
 impl TryFrom<RawScenario> for Scenario {
-    type Error = &'static str;
+    type Error = std::borrow::Cow<'static, str>;
 
     fn try_from(raw: RawScenario) -> Result<Self, Self::Error> {
         if raw.trace.is_some() && !(raw.ops.is_empty() && raw.flags.is_empty()) {
             return Err(
                 "a scenario takes its operations either inline (`ops`) or from a \
-                        `trace` file, not both",
+                        `trace` file, not both"
+                    .into(),
             );
         }
+        if let Some(program) = &raw.program {
+            if raw.trace.is_some() || !raw.ops.is_empty() {
+                return Err("a scenario runs either a `program` or operations, not both".into());
+            }
+            program.check().map_err(|e| std::borrow::Cow::Owned(e.0))?;
+        }
         if raw.format.is_some() && raw.trace.is_none() {
-            return Err("`format` names the format of a `trace` file, and there is none");
+            return Err("`format` names the format of a `trace` file, and there is none".into());
         }
         Ok(Self {
             name: raw.name,
@@ -112,6 +125,7 @@ impl TryFrom<RawScenario> for Scenario {
             trace: raw.trace,
             format: raw.format,
             flags: raw.flags,
+            program: raw.program,
         })
     }
 }
@@ -182,6 +196,7 @@ impl Scenario {
             trace: None,
             format: None,
             flags: trace.flags,
+            program: None,
         }
     }
 
@@ -282,6 +297,7 @@ impl Scenario {
                 trace: self.trace.clone(),
                 format: self.format,
                 flags: Vec::new(),
+                program: self.program.clone(),
             };
             return ron_options().to_string_pretty(&reference, pretty);
         }

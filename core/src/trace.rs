@@ -86,6 +86,27 @@ pub enum Op {
         /// Argument count.
         nargs: u64,
     },
+    /// A read of `len` bytes at an address no block the program holds covers (a header, a
+    /// free block, space never handed out); recorded by emulation.
+    ReadAt {
+        /// First byte read.
+        addr: crate::Addr,
+        /// Bytes read.
+        len: u64,
+    },
+    /// A write of `bytes` at an address no block the program holds covers; recorded by
+    /// emulation, so that a smashed header is smashed again on replay.
+    WriteAt {
+        /// First byte written.
+        addr: crate::Addr,
+        /// The bytes written.
+        bytes: Vec<u8>,
+    },
+    /// `free(addr)` of an address that is not the start of any block the program held.
+    FreeAt {
+        /// The pointer passed to `free`.
+        addr: crate::Addr,
+    },
 }
 
 impl Op {
@@ -100,7 +121,19 @@ impl Op {
             | Op::Write { id, .. }
             | Op::String { id, .. }
             | Op::Function { id, .. } => Some(*id),
-            Op::FreeNull | Op::Mark { .. } => None,
+            Op::FreeNull
+            | Op::Mark { .. }
+            | Op::ReadAt { .. }
+            | Op::WriteAt { .. }
+            | Op::FreeAt { .. } => None,
+        }
+    }
+
+    /// The address this operation names directly (`ReadAt`, `WriteAt`, `FreeAt`), if any.
+    pub fn addr(&self) -> Option<crate::Addr> {
+        match self {
+            Op::ReadAt { addr, .. } | Op::WriteAt { addr, .. } | Op::FreeAt { addr } => Some(*addr),
+            _ => None,
         }
     }
 
@@ -117,6 +150,9 @@ impl Op {
             Op::Mark { .. } => "mark",
             Op::String { .. } => "string",
             Op::Function { .. } => "function",
+            Op::ReadAt { .. } => "read-at",
+            Op::WriteAt { .. } => "write-at",
+            Op::FreeAt { .. } => "free-at",
         }
     }
 
@@ -160,6 +196,9 @@ impl std::fmt::Display for Op {
                 "#{id} = function({} words, {nlocals} locals, {nargs} args)",
                 words.len()
             ),
+            Op::ReadAt { addr, len } => write!(f, "read [{addr:#x}..+{len}]"),
+            Op::WriteAt { addr, bytes } => write!(f, "write [{addr:#x}..+{}]", bytes.len()),
+            Op::FreeAt { addr } => write!(f, "free({addr:#x})"),
         }
     }
 }

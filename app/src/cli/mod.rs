@@ -1,6 +1,7 @@
 //! Command-line parsing, and the commands that run without a window.
 
 pub mod compare;
+pub mod emulate;
 pub mod replay;
 
 use std::path::PathBuf;
@@ -17,6 +18,9 @@ usage: heapscope [FILE] [--step N] [--screenshot OUT.png] [--light|--dark] [--co
                              [--heap-base N] [--heap-size N] [--heap-max N]
        heapscope compare FILE... [--allocator NAME]... [--format table|csv|json]
                              [--heap-base N] [--heap-size N] [--heap-max N]
+       heapscope emulate FILE [--allocator NAME]... [--entry SYMBOL] [--arg N]...
+                             [--max-insns N] [--timeout-ms N] [--stop-on-first]
+                             [--format table|jsonl] [--heap-base N] [--heap-size N] [--heap-max N]
 
   FILE                a scenario (.ron) or a trace (malloclab .rep, glibc mtrace, ltrace),
                       recognised by its content; without it the default scenario opens
@@ -28,6 +32,8 @@ usage: heapscope [FILE] [--step N] [--screenshot OUT.png] [--light|--dark] [--co
   --allocator NAME    run only this allocator (repeatable): bump, checked-bump, freeing-bump,
                       freeing-bump-tetcore, segregated-fit, dlmalloc, nutmeg-pool
   --heap-base/size/max  heap settings for every allocator run (decimal or 0x hex)
+  emulate FILE        a static x86-64 ELF, or a scenario with a `program:`; its malloc, calloc,
+                      realloc and free are served by each allocator (see scenarios/guests/)
 ";
 
 /// Why a command-line run ended early.
@@ -66,6 +72,8 @@ pub enum Invocation {
     Replay(replay::ReplayArgs),
     /// Compare allocators over files.
     Compare(compare::CompareArgs),
+    /// Emulate a program against allocators.
+    Emulate(emulate::EmulateArgs),
 }
 
 /// Which allocators to run and with what settings (shared by `replay` and `compare`).
@@ -192,6 +200,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
     match args.first().map(String::as_str) {
         Some("replay") => return replay::parse(&args[1..]).map(Invocation::Replay),
         Some("compare") => return compare::parse(&args[1..]).map(Invocation::Compare),
+        Some("emulate") => return emulate::parse(&args[1..]).map(Invocation::Emulate),
         _ => {}
     }
     let mut options = StartOptions::default();
