@@ -242,6 +242,7 @@ fn a_smashed_header_corrupts_each_allocator_as_it_would_the_original() {
         AllocatorKind::FreeingBumpTetcore,
     ] {
         let r = run("header_smash", kind);
+        assert_eq!(r.exit, Exit::Returned { value: 0 }, "{kind}");
         let frees: Vec<_> = r
             .calls()
             .filter(|c| c.function == HeapFunction::Free)

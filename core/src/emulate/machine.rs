@@ -27,6 +27,9 @@ use crate::replay::Replayer;
 use crate::trace::{Id, Op};
 use crate::{Addr, AllocatorKind, HeapConfig};
 
+/// Serialises Unicorn runs within the process (see [`run`]).
+static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Size of the chunks compared when pushing the model's changes to Unicorn.
 const SYNC_CHUNK: usize = 256;
 
@@ -608,6 +611,13 @@ pub fn run(
     }
     let entry = image.resolve(&options.entry)?;
     let machine = Machine::new(image, kind, config, options)?;
+    // One Unicorn run at a time per process: runs in parallel threads were seen to end early
+    // now and then (about one run in a few hundred, never with one thread), which points at
+    // state Unicorn shares between instances. Declared before the machine, so the machine is
+    // dropped while the lock is still held.
+    let _one_at_a_time = RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let unicorn_error = |what: &str, e: uc_error| EmulateError::Map {
         origin: image.origin.clone(),
         message: format!("{what}: {e:?}"),
