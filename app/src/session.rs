@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use heapscope_core::emulate::{self, Image, Program};
+use heapscope_core::scenario::AllocatorSpec;
 use heapscope_core::{
     AllocatorKind, Finding, HeapConfig, HeapLayout, Op, RecordOptions, Replayer, Scenario,
     ScenarioError, Step, StepOutcome, StepResult, Timeline, TimelineError,
@@ -34,6 +36,11 @@ pub struct Lane {
     pub layout: HeapLayout,
     /// `validate()` at the current position.
     pub findings: Vec<Finding>,
+    /// The lane's own trace when it differs per allocator: an emulated program's heap calls
+    /// and accesses, whose pointers (and so whose course) depend on the allocator.
+    pub ops: Option<Vec<Op>>,
+    /// How the emulated program ended, for an emulated lane.
+    pub exit: Option<String>,
 }
 
 impl Lane {
@@ -71,11 +78,34 @@ impl Lane {
             last_step: None,
             layout,
             findings: Vec::new(),
+            ops: None,
+            exit: None,
         })
     }
 
-    /// Positions the lane after `cursor` operations.
-    fn seek(&mut self, ops: &[Op], cursor: usize) {
+    /// Runs `image` with its heap served by a fresh `spec` allocator and records the run.
+    fn emulate(
+        image: &Image,
+        program: &Program,
+        spec: &AllocatorSpec,
+        progress: &LoadProgress,
+    ) -> Result<Self, LoadError> {
+        let run = emulate::run(image, spec.kind, &spec.config, &program.options())
+            .map_err(|e| LoadError::Failed(format!("{}: {e}", spec.kind)))?;
+        let mut lane = Self::record(spec.kind, run.config.clone(), &run.ops, progress)?;
+        lane.exit = Some(run.exit.to_string());
+        lane.ops = Some(run.ops);
+        Ok(lane)
+    }
+
+    /// The operations this lane steps through: its own, or the scenario's.
+    fn ops<'a>(&'a self, shared: &'a [Op]) -> &'a [Op] {
+        self.ops.as_deref().unwrap_or(shared)
+    }
+
+    /// Positions the lane after `cursor` operations of its trace (clamped to it).
+    fn seek(&mut self, shared: &[Op], cursor: usize) {
+        let ops = self.ops.as_deref().unwrap_or(shared);
         self.last_step = self.timeline.seek(ops, cursor);
         let heap = self.timeline.replay().heap();
         self.layout = heap.inspect();
@@ -179,11 +209,34 @@ impl Session {
         source: Source,
         progress: &LoadProgress,
     ) -> Result<Self, LoadError> {
-        let lanes = scenario
-            .allocator_specs()
-            .into_iter()
-            .map(|spec| Lane::record(spec.kind, spec.config, &scenario.ops, progress))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut scenario = scenario;
+        let lanes = match scenario.program.clone() {
+            None => scenario
+                .allocator_specs()
+                .into_iter()
+                .map(|spec| Lane::record(spec.kind, spec.config, &scenario.ops, progress))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(program) => {
+                // The program's path is relative to the scenario file.
+                let origin = match &source {
+                    Source::File(path) => path.clone(),
+                    Source::Bundled(file) => PathBuf::from(file),
+                };
+                let image = program.image(&origin).map_err(|e| e.to_string())?;
+                let lanes = scenario
+                    .allocator_specs()
+                    .iter()
+                    .map(|spec| Lane::emulate(&image, &program, spec, progress))
+                    .collect::<Result<Vec<_>, _>>()?;
+                // The timeline and the step panel show the first allocator's trace; every lane
+                // steps through its own (they differ only where the program's course does).
+                scenario.ops = lanes
+                    .first()
+                    .map(|lane| lane.ops(&[]).to_vec())
+                    .unwrap_or_default();
+                lanes
+            }
+        };
         let mut session = Self {
             source,
             scenario,
@@ -256,9 +309,14 @@ impl Session {
         self.scenario.ops.is_empty()
     }
 
-    /// Number of operations.
+    /// Number of operations (of the longest lane, when lanes have their own).
     pub fn len(&self) -> usize {
-        self.scenario.ops.len()
+        self.lanes
+            .iter()
+            .map(|lane| lane.ops(&self.scenario.ops).len())
+            .max()
+            .unwrap_or(0)
+            .max(self.scenario.ops.len())
     }
 
     /// Moves every lane to stand after `cursor` operations (clamped).
@@ -378,5 +436,43 @@ mod tests {
             distinct.iter().map(|s| s + 1).collect::<Vec<_>>(),
             session.problem_positions
         );
+    }
+
+    #[test]
+    fn an_emulated_program_steps_like_a_trace_with_each_lane_on_its_own_ops() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/guests/strdup_overflow.ron");
+        let mut session = Session::open(&path).unwrap();
+        assert!(
+            session.len() > 2,
+            "the run recorded heap calls and accesses"
+        );
+        let checked = session
+            .lanes
+            .iter()
+            .position(|l| l.kind == AllocatorKind::CheckedBump)
+            .expect("the guest scenario runs checked-bump");
+        let lane = &session.lanes[checked];
+        assert!(lane.exit.as_deref().is_some_and(|e| e.contains("returned")));
+        assert!(
+            lane.timeline
+                .problems()
+                .iter()
+                .any(|p| !p.violations.is_empty()),
+            "the one-byte overflow is caught on replay too"
+        );
+        let n = session.len();
+        session.seek(n);
+        for lane in &session.lanes {
+            let ops = lane.ops.as_deref().unwrap();
+            assert_eq!(lane.timeline.position(), ops.len().min(n));
+            let mut fresh = Replayer::new(lane.kind.build(lane.timeline.config()).unwrap());
+            for op in ops {
+                fresh.apply(op, &mut Trail::off());
+            }
+            assert_eq!(lane.layout, fresh.heap().inspect(), "{}", lane.kind);
+        }
+        session.seek(1);
+        assert!(session.current_op().is_some_and(|op| op.name() == "alloc"));
     }
 }

@@ -27,6 +27,9 @@ pub fn show(ui: &mut Ui, view: &View<'_>) {
                             );
                         });
                 }
+                if let Some(exit) = &lane.exit {
+                    ui.label(RichText::new(format!("program: {exit}")).monospace());
+                }
                 egui::Grid::new(("native", lane.kind))
                     .num_columns(2)
                     .striped(true)
