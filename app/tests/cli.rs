@@ -3,24 +3,10 @@
 
 #![allow(clippy::expect_used)] // test helpers outside #[test] functions
 
-use std::path::Path;
-use std::process::{Command, Output};
+#[path = "support/run.rs"]
+mod run;
 
-fn heapscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_heapscope"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use run::{heapscope, stderr, stdout};
 
 #[test]
 fn replay_jsonl_has_one_object_per_step_per_allocator_with_the_documented_fields() {

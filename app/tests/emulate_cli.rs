@@ -3,26 +3,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn heapscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_heapscope"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("runs")
-}
+#[path = "support/run.rs"]
+mod run;
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use run::{heapscope, stderr, stdout};
 
 fn jsonl(o: &Output) -> Vec<Value> {
     assert!(o.status.success(), "{}", stderr(o));

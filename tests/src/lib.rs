@@ -73,26 +73,8 @@ pub fn skewed_size(rng: &mut SplitMix64) -> u32 {
 /// A random alloc/free workload of `len` calls: about 55 % allocations and 45 % frees of a
 /// random live block, so the live set grows slowly, as in a long-running program.
 pub fn random_workload(seed: u64, len: usize) -> Vec<Call> {
-    let mut rng = SplitMix64::new(seed);
-    let mut live: Vec<u32> = Vec::new();
-    let mut next_slot = 0u32;
-    let mut calls = Vec::with_capacity(len);
-    while calls.len() < len {
-        if live.is_empty() || rng.below(100) < 55 {
-            calls.push(Call::Alloc {
-                slot: next_slot,
-                size: skewed_size(&mut rng),
-            });
-            live.push(next_slot);
-            next_slot += 1;
-        } else {
-            let i = rng.below(live.len() as u64) as usize;
-            calls.push(Call::Free {
-                slot: live.swap_remove(i),
-            });
-        }
-    }
-    calls
+    // With no cap the steady workload never reaches its steady state.
+    steady_workload(seed, len, usize::MAX)
 }
 
 /// Like [`random_workload`], but once `live_cap` blocks are live, allocations and frees are
@@ -104,7 +86,9 @@ pub fn steady_workload(seed: u64, len: usize, live_cap: usize) -> Vec<Call> {
     let mut calls = Vec::with_capacity(len);
     while calls.len() < len {
         let alloc_percent = if live.len() < live_cap { 55 } else { 50 };
-        if live.is_empty() || (live.len() < 2 * live_cap && rng.below(100) < alloc_percent) {
+        if live.is_empty()
+            || (live.len() < live_cap.saturating_mul(2) && rng.below(100) < alloc_percent)
+        {
             calls.push(Call::Alloc {
                 slot: next_slot,
                 size: skewed_size(&mut rng),
