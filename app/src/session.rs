@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use heapscope_core::emulate::{self, Image, Program};
+use heapscope_core::emulate::{self, Event, Image, Program};
 use heapscope_core::scenario::AllocatorSpec;
 use heapscope_core::{
     AllocatorKind, Finding, HeapConfig, HeapLayout, Op, RecordOptions, Replayer, Scenario,
@@ -41,6 +41,9 @@ pub struct Lane {
     pub ops: Option<Vec<Op>>,
     /// How the emulated program ended, for an emulated lane.
     pub exit: Option<String>,
+    /// The emulator's reports (violations with the guest instruction, suspicious accesses,
+    /// corruption found), by step, in step order.
+    pub guest_reports: Vec<(usize, String)>,
 }
 
 impl Lane {
@@ -80,6 +83,7 @@ impl Lane {
             findings: Vec::new(),
             ops: None,
             exit: None,
+            guest_reports: Vec::new(),
         })
     }
 
@@ -94,6 +98,23 @@ impl Lane {
             .map_err(|e| LoadError::Failed(format!("{}: {e}", spec.kind)))?;
         let mut lane = Self::record(spec.kind, run.config.clone(), &run.ops, progress)?;
         lane.exit = Some(run.exit.to_string());
+        lane.guest_reports = run
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Violation(v) => Some((v.step, v.report.clone())),
+                Event::Warning(w) => Some((w.step, w.report.clone())),
+                Event::Corruption { step, findings } => Some((
+                    *step,
+                    findings
+                        .iter()
+                        .map(|f| format!("heap corrupted: {}", f.message))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )),
+                Event::Call(_) | Event::Exit { .. } => None,
+            })
+            .collect();
         lane.ops = Some(run.ops);
         Ok(lane)
     }
@@ -115,6 +136,15 @@ impl Lane {
     /// The replay at the current position.
     pub fn replay(&self) -> &Replayer {
         self.timeline.replay()
+    }
+
+    /// The emulator's reports on operation `i`.
+    pub fn guest_reports_at(&self, i: usize) -> impl Iterator<Item = &str> {
+        let from = self.guest_reports.partition_point(|(step, _)| *step < i);
+        self.guest_reports[from..]
+            .iter()
+            .take_while(move |(step, _)| *step == i)
+            .map(|(_, report)| report.as_str())
     }
 
     /// Whether operation `i` failed or raised a violation.
@@ -454,6 +484,20 @@ mod tests {
             .expect("the guest scenario runs checked-bump");
         let lane = &session.lanes[checked];
         assert!(lane.exit.as_deref().is_some_and(|e| e.contains("returned")));
+        let (step, report) = lane
+            .guest_reports
+            .first()
+            .expect("the overflow is reported");
+        assert!(
+            report.contains("heap-buffer-overflow") && report.contains("pc 0x"),
+            "{report}"
+        );
+        assert_eq!(lane.guest_reports_at(*step).count(), 1);
+        assert_eq!(lane.guest_reports_at(step + 1).count(), 0);
+        assert!(
+            lane.guest_reports[1].1.contains("READ"),
+            "then the length loop reads it back"
+        );
         assert!(
             lane.timeline
                 .problems()

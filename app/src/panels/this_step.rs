@@ -44,6 +44,14 @@ pub fn show(ui: &mut Ui, view: &View<'_>) {
                     .color(palette::PROBLEM),
             );
         }
+        for report in lane.guest_reports_at(session.cursor.saturating_sub(1)) {
+            ui.label(
+                RichText::new(report)
+                    .monospace()
+                    .small()
+                    .color(palette::PROBLEM),
+            );
+        }
         ui.add_space(4.0);
     }
 }
