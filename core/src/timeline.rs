@@ -448,6 +448,11 @@ mod tests {
     use super::*;
     use crate::ViolationClass;
 
+    /// `n` allocations of `size` bytes, ids 0..n.
+    fn allocs(n: u64, size: u64) -> Vec<Op> {
+        (0..n).map(|id| Op::Alloc { id, size, align: 0 }).collect()
+    }
+
     fn record(kind: AllocatorKind, ops: &[Op]) -> Timeline {
         Timeline::record(
             kind,
@@ -509,13 +514,7 @@ mod tests {
 
     #[test]
     fn seeking_back_to_the_start_gives_no_step_and_an_empty_heap() {
-        let ops: Vec<Op> = (0..100)
-            .map(|id| Op::Alloc {
-                id,
-                size: 24,
-                align: 0,
-            })
-            .collect();
+        let ops = allocs(100, 24);
         let mut timeline = record(AllocatorKind::Dlmalloc, &ops);
         assert!(timeline.seek(&ops, 100).is_some());
         assert_eq!(timeline.replay().heap().stats().live_blocks, 100);
@@ -525,13 +524,7 @@ mod tests {
 
     #[test]
     fn checkpoints_stay_evenly_spaced_within_the_budget() {
-        let ops: Vec<Op> = (0..100)
-            .map(|id| Op::Alloc {
-                id,
-                size: 24,
-                align: 0,
-            })
-            .collect();
+        let ops = allocs(100, 24);
         let generous = RecordOptions {
             checkpoint_bytes_per_op: 1 << 20,
             min_spacing: 10,
