@@ -272,6 +272,17 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     /// Approximate bytes this model keeps on the host heap outside its [`Memory`] (the ledger,
     /// shadow bytes, side tables): what a timeline checkpoint of it costs besides the bytes.
     fn side_bytes(&self) -> usize;
+
+    /// A second byte array the model keeps beside the heap (checked-bump's shadow), for a
+    /// timeline to journal with the heap's bytes instead of copying it whole.
+    fn side_memory_mut(&mut self) -> Option<&mut Memory> {
+        None
+    }
+
+    /// The side memory, read-only.
+    fn side_memory(&self) -> Option<&Memory> {
+        None
+    }
 }
 
 impl Clone for Box<dyn Allocator> {

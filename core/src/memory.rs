@@ -23,11 +23,52 @@ pub struct OutOfBounds {
 /// A contiguous, zero-initialised byte range `[base, base + len)` that can grow
 /// at its end (like wasm memory, `sbrk`, or a page-granular `mmap` arena), or at its start
 /// (like the region below Linux's `mmap_base`, which fills top-down).
-#[derive(Clone, PartialEq, Eq)]
 pub struct Memory {
     base: Addr,
     bytes: Vec<u8>,
+    /// Undo log of writes, kept while a timeline may step back over them.
+    journal: Option<Box<Journal>>,
 }
+
+/// The bytes a memory had before each write since its journal started, so that writes can be
+/// undone in reverse order down to any earlier [`Memory::journal_mark`].
+#[derive(Debug, Default)]
+struct Journal {
+    entries: Vec<Undo>,
+    /// Old bytes of the [`Undo::Bytes`] entries, in entry order.
+    old: Vec<u8>,
+    /// Entries forgotten from the front: marks count from the journal's start.
+    forgotten: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Undo {
+    /// `len` bytes at `offset` were overwritten; their old values end the journal's `old`.
+    Bytes { offset: usize, len: usize },
+    /// The mapping grew at its end from `len` bytes.
+    GrewUp { len: usize },
+    /// The mapping grew at its start by `extra` bytes.
+    GrewDown { extra: usize },
+}
+
+impl Clone for Memory {
+    /// A copy of the bytes; the journal stays with the original.
+    fn clone(&self) -> Self {
+        Self {
+            base: self.base,
+            bytes: self.bytes.clone(),
+            journal: None,
+        }
+    }
+}
+
+impl PartialEq for Memory {
+    fn eq(&self, other: &Self) -> bool {
+        self.base == other.base && self.bytes == other.bytes
+    }
+}
+
+impl Eq for Memory {}
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,6 +85,86 @@ impl Memory {
         Self {
             base,
             bytes: vec![0; usize::try_from(len).unwrap_or(usize::MAX)],
+            journal: None,
+        }
+    }
+
+    /// Starts (or restarts, empty) recording the old bytes of every write, so that
+    /// [`Self::undo_to`] can take them back.
+    pub(crate) fn start_journal(&mut self) {
+        self.journal = Some(Box::default());
+    }
+
+    /// A position in the journal to undo back to (`None` when no journal is kept).
+    pub(crate) fn journal_mark(&self) -> Option<usize> {
+        self.journal.as_ref().map(|j| j.forgotten + j.entries.len())
+    }
+
+    /// Host bytes the journal holds.
+    pub(crate) fn journal_bytes(&self) -> usize {
+        self.journal.as_ref().map_or(0, |j| {
+            j.entries.capacity() * size_of::<Undo>() + j.old.capacity()
+        })
+    }
+
+    /// Undoes every write recorded after `mark`. False (and nothing undone) when the journal
+    /// does not reach back that far.
+    pub(crate) fn undo_to(&mut self, mark: usize) -> bool {
+        let Some(journal) = self.journal.as_mut() else {
+            return false;
+        };
+        if mark < journal.forgotten || mark > journal.forgotten + journal.entries.len() {
+            return false;
+        }
+        while journal.forgotten + journal.entries.len() > mark {
+            let Some(undo) = journal.entries.pop() else {
+                break;
+            };
+            match undo {
+                Undo::Bytes { offset, len } => {
+                    let from = journal.old.len() - len;
+                    self.bytes[offset..offset + len].copy_from_slice(&journal.old[from..]);
+                    journal.old.truncate(from);
+                }
+                Undo::GrewUp { len } => self.bytes.truncate(len),
+                Undo::GrewDown { extra } => {
+                    self.bytes.drain(..extra);
+                    self.base += extra as u64;
+                }
+            }
+        }
+        true
+    }
+
+    /// Forgets the journal's entries before `mark`: nothing can be undone past it any more.
+    pub(crate) fn forget_journal_before(&mut self, mark: usize) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        let n = mark
+            .saturating_sub(journal.forgotten)
+            .min(journal.entries.len());
+        let old_bytes: usize = journal.entries[..n]
+            .iter()
+            .map(|u| match u {
+                Undo::Bytes { len, .. } => *len,
+                _ => 0,
+            })
+            .sum();
+        journal.entries.drain(..n);
+        journal.old.drain(..old_bytes);
+        journal.forgotten += n;
+    }
+
+    /// Records the old bytes of `range` before a write, when journaling.
+    #[inline]
+    fn note_write(&mut self, range: &std::ops::Range<usize>) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.entries.push(Undo::Bytes {
+                offset: range.start,
+                len: range.len(),
+            });
+            journal.old.extend_from_slice(&self.bytes[range.clone()]);
         }
     }
 
@@ -71,6 +192,11 @@ impl Memory {
     pub fn grow_to(&mut self, new_len: u64) {
         let new_len = usize::try_from(new_len).unwrap_or(usize::MAX);
         if new_len > self.bytes.len() {
+            if let Some(journal) = self.journal.as_mut() {
+                journal.entries.push(Undo::GrewUp {
+                    len: self.bytes.len(),
+                });
+            }
             self.bytes.resize(new_len, 0);
         }
     }
@@ -91,6 +217,9 @@ impl Memory {
         bytes[extra..].copy_from_slice(&self.bytes);
         self.bytes = bytes;
         self.base = new_base;
+        if let Some(journal) = self.journal.as_mut() {
+            journal.entries.push(Undo::GrewDown { extra });
+        }
     }
 
     /// Whether `[addr, addr + len)` lies inside the mapping.
@@ -121,6 +250,7 @@ impl Memory {
     /// The mapped bytes `[addr, addr + len)`, writable.
     pub fn slice_mut(&mut self, addr: Addr, len: u64) -> Result<&mut [u8], OutOfBounds> {
         let range = self.range(addr, len)?;
+        self.note_write(&range);
         Ok(&mut self.bytes[range])
     }
 
@@ -172,6 +302,7 @@ impl Memory {
     pub fn copy_within(&mut self, src: Addr, dst: Addr, len: u64) -> Result<(), OutOfBounds> {
         let from = self.range(src, len)?;
         let to = self.range(dst, len)?;
+        self.note_write(&to);
         self.bytes.copy_within(from, to.start);
         Ok(())
     }
@@ -289,6 +420,8 @@ impl PackedMemory {
     /// pages already mapped is much cheaper than faulting fresh zero pages in one by one.
     pub fn unpack_into(&self, memory: &mut Memory) {
         let len = usize::try_from(self.len).unwrap_or(usize::MAX);
+        // A journal of the old contents would undo into the wrong bytes.
+        memory.journal = None;
         memory.base = self.base;
         memory.bytes.clear();
         memory.bytes.resize(len, 0);
@@ -362,6 +495,36 @@ mod tests {
         memory.grow_down_to(0x200);
         assert_eq!(memory.base(), 0xfc, "never shrinks");
     }
+    #[test]
+    fn the_journal_undoes_writes_and_growth_back_to_any_mark() {
+        let mut memory = Memory::new(0x1000, 32);
+        memory.write_u64(0x1000, 7).unwrap();
+        memory.start_journal();
+        let start = memory.journal_mark().unwrap();
+        let before = memory.clone();
+        memory.write_u64(0x1008, 0xdead_beef).unwrap();
+        memory.fill(0x1000, 4, 0xAA).unwrap();
+        let middle_mark = memory.journal_mark().unwrap();
+        let middle = memory.clone();
+        memory.grow_to(64);
+        memory.copy_within(0x1000, 0x1020, 16).unwrap();
+        memory.grow_down_to(0xF00);
+        memory.write(0xF00, b"xyz").unwrap();
+        assert!(memory.undo_to(middle_mark));
+        assert_eq!(memory, middle);
+        assert!(memory.undo_to(start));
+        assert_eq!(memory, before);
+        // Forgotten entries cannot be undone; later ones still can.
+        memory.write_u64(0x1010, 1).unwrap();
+        let late = memory.journal_mark().unwrap();
+        let late_state = memory.clone();
+        memory.write_u64(0x1010, 2).unwrap();
+        memory.forget_journal_before(late);
+        assert!(!memory.undo_to(start));
+        assert!(memory.undo_to(late));
+        assert_eq!(memory, late_state);
+    }
+
     #[test]
     fn packing_keeps_every_byte_and_skips_zero_runs() {
         let mut memory = Memory::new(0x7000, 4096 + 5);

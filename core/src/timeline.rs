@@ -11,8 +11,19 @@
 //! shadow bytes, block lists) that undo records would have to journal model by model, while a
 //! checkpoint needs nothing from a model but `Clone`. Checkpoints are evenly spaced within a
 //! byte budget per operation: whenever they exceed it, every other one is dropped and the
-//! spacing doubles, so it adapts to the heap's size. The benchmark (`cargo bench -p heapscope-tests --bench
+//! spacing doubles, so it adapts to the heap's size.
+//!
+//! Stepping back is the common case of seeking (a learner steps back one operation, then
+//! another), and restoring a checkpoint for it would replay thousands of operations each time.
+//! So a timeline keeps working waypoints near where it stands: copies of the replay without
+//! its byte arrays, whose bytes come back by undoing the memories' write journals
+//! ([`Memory`]'s undo log) to the waypoint's mark. A backward seek lays a few down before its
+//! target, and they keep being laid as the timeline moves forward from there, spaced so that
+//! replaying between two costs about what copying one does (measured), within a byte budget.
+//! The benchmark (`cargo bench -p heapscope-tests --bench
 //! timeline`) measures what this costs and how fast seeks are.
+
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashSet;
 
@@ -35,6 +46,11 @@ pub struct RecordOptions {
     pub checkpoint_bytes_per_op: usize,
     /// Operations between two checkpoints to start with (doubled as the budget requires).
     pub min_spacing: usize,
+    /// Operations between two waypoints (working states kept for stepping back); `None`
+    /// measures it: as many as replay in the time copying a waypoint takes.
+    pub waypoint_spacing: Option<usize>,
+    /// Host bytes the waypoints may hold together (at least two are kept).
+    pub waypoint_bytes: usize,
 }
 
 impl Default for RecordOptions {
@@ -44,6 +60,8 @@ impl Default for RecordOptions {
         Self {
             checkpoint_bytes_per_op: 40,
             min_spacing: 16,
+            waypoint_spacing: None,
+            waypoint_bytes: 64 << 20,
         }
     }
 }
@@ -189,6 +207,100 @@ impl Checkpoint {
     }
 }
 
+/// Operations between two waypoints to start with; then as many as replay in the time a
+/// waypoint takes to copy, so that stepping back costs about two copies' time at most.
+const WAYPOINT_SPACING: usize = 1024;
+/// Bounds on the measured spacing.
+const WAYPOINT_SPACING_RANGE: std::ops::RangeInclusive<usize> = 64..=8192;
+/// Waypoints a backward seek lays down before its target, for the steps back that follow.
+const WAYPOINTS_PER_SEEK: usize = 4;
+
+/// A state the timeline passed on its way to where it stands, kept to step back to: the replay
+/// without its memory, whose bytes are recovered by undoing the memory's journal to `mark`.
+///
+/// Waypoints are working state, not part of the recording: they make stepping back (one step,
+/// or a few thousand) cost a journal undo and a copy of the side state instead of a checkpoint
+/// restore and a long replay.
+#[derive(Debug, Clone)]
+struct Waypoint {
+    step: usize,
+    side: Replayer,
+    marks: Marks,
+    bytes: usize,
+}
+
+/// Journal positions of the heap's memory and the model's side memory.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    heap: usize,
+    side: Option<usize>,
+}
+
+/// The state's byte arrays, swapped out (for copying the rest) or journaled.
+struct Memories {
+    heap: Memory,
+    side: Option<Memory>,
+}
+
+impl Memories {
+    fn take(state: &mut Replayer) -> Self {
+        let heap = std::mem::replace(state.heap_mut().memory_mut(), Memory::new(0, 0));
+        let side = state
+            .heap_mut()
+            .side_memory_mut()
+            .map(|m| std::mem::replace(m, Memory::new(0, 0)));
+        Self { heap, side }
+    }
+
+    fn put(self, state: &mut Replayer) {
+        *state.heap_mut().memory_mut() = self.heap;
+        if let (Some(slot), Some(side)) = (state.heap_mut().side_memory_mut(), self.side) {
+            *slot = side;
+        }
+    }
+
+    /// Whether both memories keep a journal.
+    fn journaling(&self) -> bool {
+        self.heap.journal_mark().is_some()
+            && self
+                .side
+                .as_ref()
+                .is_none_or(|m| m.journal_mark().is_some())
+    }
+
+    /// Starts the journals that are not running and returns where they stand.
+    fn mark(&mut self) -> Option<Marks> {
+        for memory in std::iter::once(&mut self.heap).chain(self.side.as_mut()) {
+            if memory.journal_mark().is_none() {
+                memory.start_journal();
+            }
+        }
+        Some(Marks {
+            heap: self.heap.journal_mark()?,
+            side: match &self.side {
+                Some(side) => Some(side.journal_mark()?),
+                None => None,
+            },
+        })
+    }
+
+    fn undo_to(&mut self, marks: Marks) -> bool {
+        let side = match (&mut self.side, marks.side) {
+            (Some(memory), Some(mark)) => memory.undo_to(mark),
+            (None, None) => true,
+            _ => false,
+        };
+        side && self.heap.undo_to(marks.heap)
+    }
+
+    fn forget_before(&mut self, marks: Marks) {
+        self.heap.forget_journal_before(marks.heap);
+        if let (Some(memory), Some(mark)) = (&mut self.side, marks.side) {
+            memory.forget_journal_before(mark);
+        }
+    }
+}
+
 /// One allocator's recorded replay of a trace, positioned at one step.
 #[derive(Debug, Clone)]
 pub struct Timeline {
@@ -205,6 +317,14 @@ pub struct Timeline {
     last_mention: Vec<u64>,
     state: Replayer,
     position: usize,
+    /// Ascending, all at or before `position`, their marks in the state's memory journals.
+    waypoints: Vec<Waypoint>,
+    /// Operations between waypoints, measured unless the options fix it.
+    waypoint_spacing: usize,
+    waypoint_spacing_fixed: bool,
+    waypoint_bytes: usize,
+    /// What copying the last waypoint took.
+    waypoint_cost: Duration,
 }
 
 /// Marks, for each operation, whether it is the last one naming its id.
@@ -304,6 +424,11 @@ impl Timeline {
             last_mention,
             state,
             position: 0,
+            waypoints: Vec::new(),
+            waypoint_spacing: options.waypoint_spacing.unwrap_or(WAYPOINT_SPACING).max(1),
+            waypoint_spacing_fixed: options.waypoint_spacing.is_some(),
+            waypoint_bytes: options.waypoint_bytes,
+            waypoint_cost: Duration::ZERO,
         })
     }
 
@@ -419,27 +544,140 @@ impl Timeline {
             .checkpoints
             .partition_point(|c| c.step <= before)
             .saturating_sub(1);
-        let checkpoint = self.checkpoints.get(nearest)?;
-        if !(checkpoint.step..=before).contains(&self.position) {
-            checkpoint.restore_into(&mut self.state);
-            self.position = checkpoint.step;
+        let checkpoint_step = self.checkpoints.get(nearest)?.step;
+        let backward = before < self.position;
+        if !(checkpoint_step..=before).contains(&self.position) {
+            let waypoint = self.waypoints.iter().rposition(|w| w.step <= before);
+            let restored = waypoint.is_some_and(|k| {
+                self.waypoints[k].step >= checkpoint_step && self.restore_waypoint(k)
+            });
+            if !restored {
+                let checkpoint = self.checkpoints.get(nearest)?;
+                checkpoint.restore_into(&mut self.state);
+                self.position = checkpoint.step;
+                self.waypoints.clear();
+            }
         }
+        // Waypoints go down near the target of a backward seek (more steps back are likely to
+        // follow), and keep going down as the timeline moves on once there are some.
+        let spacing = self.waypoint_spacing;
+        let lay_from = if backward {
+            before.saturating_sub(WAYPOINTS_PER_SEEK * spacing)
+        } else if self.waypoints.is_empty() {
+            usize::MAX
+        } else {
+            self.position
+        };
+        let replay_from = self.position;
+        let started = Instant::now();
+        let mut laying = Duration::ZERO;
         let mut off = Trail::off();
         while self.position < before {
             let i = self.position;
+            if i >= lay_from && i.is_multiple_of(spacing) {
+                self.lay_waypoint();
+                laying += self.waypoint_cost;
+            }
             let op = ops.get(i)?;
             self.state.apply(op, &mut off);
             forget_if_last(&self.last_mention, i, op, &mut self.state);
             self.position += 1;
         }
+        // Enough operations to time one: space waypoints so that replaying between two costs
+        // what copying one does.
+        let replayed = before - replay_from;
+        if replayed >= 256 && !self.waypoint_cost.is_zero() && !self.waypoint_spacing_fixed {
+            let per_op = started.elapsed().saturating_sub(laying)
+                / u32::try_from(replayed).unwrap_or(u32::MAX);
+            let ops = self.waypoint_cost.as_nanos() / per_op.as_nanos().max(1);
+            self.waypoint_spacing = usize::try_from(ops).unwrap_or(usize::MAX).clamp(
+                *WAYPOINT_SPACING_RANGE.start(),
+                *WAYPOINT_SPACING_RANGE.end(),
+            );
+        }
         if cursor == 0 {
             return None;
+        }
+        if before >= lay_from && before.is_multiple_of(spacing) {
+            self.lay_waypoint();
         }
         let op = ops.get(before)?;
         let step = self.state.apply(op, &mut Trail::on());
         forget_if_last(&self.last_mention, before, op, &mut self.state);
         self.position = cursor;
         Some(step)
+    }
+
+    /// Keeps the current state as a waypoint, starting the memory journals if they are off.
+    fn lay_waypoint(&mut self) {
+        if self
+            .waypoints
+            .last()
+            .is_some_and(|w| w.step >= self.position)
+        {
+            return;
+        }
+        let started = Instant::now();
+        let mut memories = Memories::take(&mut self.state);
+        // Waypoints marked in a journal that has since gone (this timeline is a copy, or a
+        // checkpoint was restored) would undo the wrong writes in a new one.
+        if !memories.journaling() {
+            self.waypoints.clear();
+        }
+        let marks = memories.mark();
+        let side = self.state.clone();
+        memories.put(&mut self.state);
+        let Some(marks) = marks else {
+            return;
+        };
+        self.waypoint_cost = started.elapsed();
+        let bytes = side.side_bytes() + size_of::<Waypoint>();
+        self.waypoints.push(Waypoint {
+            step: self.position,
+            side,
+            marks,
+            bytes,
+        });
+        // Over budget: drop the oldest, and the journal entries only it needed.
+        let mut total: usize = self.waypoints.iter().map(|w| w.bytes).sum();
+        while total > self.waypoint_bytes && self.waypoints.len() > 2 {
+            total -= self.waypoints.remove(0).bytes;
+            let oldest = self.waypoints[0].marks;
+            let mut memories = Memories::take(&mut self.state);
+            memories.forget_before(oldest);
+            memories.put(&mut self.state);
+        }
+    }
+
+    /// Moves back to waypoint `k` (dropping the later ones); false when the journals no longer
+    /// reach it (this timeline is a clone, whose memories have no journal).
+    fn restore_waypoint(&mut self, k: usize) -> bool {
+        let Some(waypoint) = self.waypoints.get(k) else {
+            return false;
+        };
+        let mut memories = Memories::take(&mut self.state);
+        if !memories.undo_to(waypoint.marks) {
+            memories.put(&mut self.state);
+            self.waypoints.clear();
+            return false;
+        }
+        self.state = waypoint.side.clone();
+        memories.put(&mut self.state);
+        self.position = waypoint.step;
+        self.waypoints.truncate(k + 1);
+        true
+    }
+
+    /// Host bytes of working state kept to step back quickly (waypoints and the memory journal);
+    /// not part of [`Self::recorded_bytes`].
+    pub fn working_bytes(&self) -> usize {
+        self.waypoints.iter().map(|w| w.bytes).sum::<usize>()
+            + self.state.heap().memory().journal_bytes()
+            + self
+                .state
+                .heap()
+                .side_memory()
+                .map_or(0, Memory::journal_bytes)
     }
 }
 
@@ -528,10 +766,12 @@ mod tests {
         let generous = RecordOptions {
             checkpoint_bytes_per_op: 1 << 20,
             min_spacing: 10,
+            ..RecordOptions::default()
         };
         let tight = RecordOptions {
             checkpoint_bytes_per_op: 1,
             min_spacing: 10,
+            ..RecordOptions::default()
         };
         for (options, expected) in [(generous, 11), (tight, 1)] {
             let timeline = Timeline::record(

@@ -74,11 +74,16 @@ fn run(
     seeks: &[prop::sample::Index],
     back: usize,
     spacing: usize,
+    waypoints: Waypoints,
 ) -> Result<(), TestCaseError> {
     // Tight budgets force many checkpoints; generous ones force long replays from few.
+    // Waypoints every few operations, with room for two or for all, exercise stepping back
+    // through the memory journal and dropping the oldest.
     let options = RecordOptions {
         checkpoint_bytes_per_op: 1 << spacing,
         min_spacing: spacing,
+        waypoint_spacing: Some(waypoints.spacing),
+        waypoint_bytes: if waypoints.roomy { 64 << 20 } else { 0 },
     };
     let mut timeline = Timeline::record(
         kind,
@@ -99,8 +104,35 @@ fn run(
         same_state(&timeline, step, ops, k)?;
         let step = timeline.seek(ops, n);
         same_state(&timeline, step, ops, n)?;
+        // Step back one at a time, as a learner does.
+        for i in (n.saturating_sub(3)..n).rev() {
+            let step = timeline.seek(ops, i);
+            same_state(&timeline, step, ops, i)?;
+        }
+        // A copy has no memory journal: its waypoints must give way to checkpoints.
+        if waypoints.clone_midway {
+            timeline = timeline.clone();
+        }
     }
     Ok(())
+}
+
+/// How the timeline under test keeps waypoints.
+#[derive(Debug, Clone, Copy)]
+struct Waypoints {
+    spacing: usize,
+    roomy: bool,
+    clone_midway: bool,
+}
+
+fn waypoints() -> impl Strategy<Value = Waypoints> {
+    (1usize..12, any::<bool>(), any::<bool>()).prop_map(|(spacing, roomy, clone_midway)| {
+        Waypoints {
+            spacing,
+            roomy,
+            clone_midway,
+        }
+    })
 }
 
 fn cases() -> u32 {
@@ -123,8 +155,9 @@ macro_rules! seek_test {
                     seeks in prop::collection::vec(any::<prop::sample::Index>(), 1..8),
                     back in 1usize..40,
                     spacing in 1usize..9,
+                    waypoints in waypoints(),
                 ) {
-                    run($kind, &ops, &seeks, back, spacing)?;
+                    run($kind, &ops, &seeks, back, spacing, waypoints)?;
                 }
             }
         )*

@@ -66,8 +66,9 @@ impl Shadow {
 pub struct CheckedBump {
     arena: Arena,
     guard: u64,
-    /// One [`Shadow`] per materialised heap byte; bytes past its end are unallocated.
-    shadow: Vec<u8>,
+    /// One [`Shadow`] per materialised heap byte, from the heap's base; bytes past its end are
+    /// unallocated. A [`Memory`] so that a timeline can journal it like the heap's bytes.
+    shadow: Memory,
 }
 
 impl CheckedBump {
@@ -81,10 +82,12 @@ impl CheckedBump {
                 format!("{guard} guard bytes per block is more than 1 MiB"),
             ));
         }
+        let arena = Arena::new(AllocatorKind::CheckedBump, config)?;
+        let shadow = Memory::new(arena.base, 0);
         Ok(Self {
-            arena: Arena::new(AllocatorKind::CheckedBump, config)?,
+            arena,
             guard,
-            shadow: Vec::new(),
+            shadow,
         })
     }
 
@@ -94,17 +97,16 @@ impl CheckedBump {
     }
 
     fn set_shadow(&mut self, from: Addr, len: u64, state: Shadow) {
-        let start = (from - self.arena.base) as usize;
-        let end = start + len as usize;
-        if self.shadow.len() < end {
-            self.shadow.resize(end, Shadow::Unallocated as u8);
-        }
-        self.shadow[start..end].fill(state as u8);
+        // Growth fills with zeroes: `Shadow::Unallocated`.
+        let end = from - self.arena.base + len;
+        self.shadow.grow_to(end);
+        // In range by construction: the shadow now reaches `end`.
+        let _ = self.shadow.fill(from, len, state as u8);
     }
 
     fn shadow_at(&self, addr: Addr) -> Shadow {
         let offset = (addr - self.arena.base) as usize;
-        Shadow::from_byte(self.shadow.get(offset).copied().unwrap_or(0))
+        Shadow::from_byte(self.shadow.as_bytes().get(offset).copied().unwrap_or(0))
     }
 
     /// The block an access or free concerns: the one whose padding, payload or guard holds
@@ -333,7 +335,15 @@ impl Allocator for CheckedBump {
     }
 
     fn side_bytes(&self) -> usize {
-        self.arena.side_bytes() + self.shadow.capacity()
+        self.arena.side_bytes() + self.shadow.len() as usize
+    }
+
+    fn side_memory_mut(&mut self) -> Option<&mut Memory> {
+        Some(&mut self.shadow)
+    }
+
+    fn side_memory(&self) -> Option<&Memory> {
+        Some(&self.shadow)
     }
 }
 
