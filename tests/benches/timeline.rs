@@ -10,6 +10,8 @@
 //!   timeline counts it and as the process's allocator saw it (target: at most 64);
 //! - `seek`: the median and 90th percentile of `HS_SEEKS` (default 200) seeks to random steps,
 //!   each from where the previous one left off (target: median at most 5 ms).
+//! - `back`: after every tenth of those seeks, five steps back one operation at a time, as a
+//!   learner takes them (median and 90th percentile).
 //!
 //! Run with `cargo bench -p heapscope-tests --bench timeline` (`HS_OPS=N` for a shorter trace,
 //! `HS_ONLY=name` for one variant, `HS_LIVE=N` for [`heapscope_tests::steady_workload`]: a
@@ -122,7 +124,7 @@ fn main() {
     });
     println!("timeline on {n} operations, {shape} ({runs} runs, {seeks} seeks; medians)");
     println!(
-        "{:<22} {:>10} {:>10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9}",
+        "{:<22} {:>10} {:>10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9} {:>9}",
         "allocator",
         "replay",
         "record",
@@ -131,7 +133,9 @@ fn main() {
         "B/op(os)",
         "ckpts",
         "seek p50",
-        "seek p90"
+        "seek p90",
+        "back p50",
+        "back p90"
     );
     for &kind in AllocatorKind::ALL {
         if only.as_deref().is_some_and(|o| o != kind.name()) {
@@ -154,15 +158,24 @@ fn main() {
         let mut timeline = timeline.unwrap();
         let mut rng = SplitMix64::new(SEED ^ 0x5eed);
         let mut times = Vec::with_capacity(seeks);
-        for _ in 0..seeks {
+        // After every tenth seek, a learner's steps back: one operation at a time, five times.
+        let mut backs = Vec::new();
+        for s in 0..seeks {
             let target = rng.below(n as u64 + 1) as usize;
             let start = Instant::now();
             black_box(timeline.seek(&ops, target));
             times.push(start.elapsed());
+            if s % 10 == 0 {
+                for back in (target.saturating_sub(5)..target).rev() {
+                    let start = Instant::now();
+                    black_box(timeline.seek(&ops, back));
+                    backs.push(start.elapsed());
+                }
+            }
         }
         let (replay, record) = (median(replays), median(records));
         println!(
-            "{:<22} {:>8.0}ms {:>8.0}ms {:>6.2} {:>9.1} {:>9.1} {:>6} {:>7.2}ms {:>7.2}ms",
+            "{:<22} {:>8.0}ms {:>8.0}ms {:>6.2} {:>9.1} {:>9.1} {:>6} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms",
             kind.name(),
             replay.as_secs_f64() * 1e3,
             record.as_secs_f64() * 1e3,
@@ -172,6 +185,8 @@ fn main() {
             timeline.checkpoint_count(),
             median(times.clone()).as_secs_f64() * 1e3,
             percentile(&times, 0.9).as_secs_f64() * 1e3,
+            median(backs.clone()).as_secs_f64() * 1e3,
+            percentile(&backs, 0.9).as_secs_f64() * 1e3,
         );
     }
 }
