@@ -1,12 +1,13 @@
 //! The loaded scenario and each allocator's replay of it, positioned at one step.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use heapscope_core::emulate::{self, Event, Image, Program};
 use heapscope_core::scenario::AllocatorSpec;
 use heapscope_core::{
-    AllocatorKind, Finding, HeapConfig, HeapLayout, Op, RecordOptions, Replayer, Scenario,
-    ScenarioError, Step, StepOutcome, StepResult, Timeline, TimelineError,
+    Addr, AllocatorKind, Block, Detail, Finding, HeapConfig, HeapLayout, Op, RecordOptions,
+    Replayer, Scenario, ScenarioError, Step, StepOutcome, StepResult, Timeline, TimelineError,
 };
 
 use crate::loader::{LoadError, LoadProgress};
@@ -44,6 +45,8 @@ pub struct Lane {
     /// The emulator's reports (violations with the guest instruction, suspicious accesses,
     /// corruption found), by step, in step order.
     pub guest_reports: Vec<(usize, String)>,
+    /// The last block described in full, with the position it was described at.
+    described: RefCell<Option<(usize, Block)>>,
 }
 
 impl Lane {
@@ -73,7 +76,7 @@ impl Lane {
             e => LoadError::Failed(format!("{kind}: {e}")),
         })?;
         progress.finish_lane(ops.len());
-        let layout = timeline.replay().heap().inspect();
+        let layout = timeline.replay().heap().inspect_detail(Detail::Outline);
         Ok(Self {
             kind,
             timeline,
@@ -84,6 +87,7 @@ impl Lane {
             ops: None,
             exit: None,
             guest_reports: Vec::new(),
+            described: RefCell::new(None),
         })
     }
 
@@ -129,8 +133,33 @@ impl Lane {
         let ops = self.ops.as_deref().unwrap_or(shared);
         self.last_step = self.timeline.seek(ops, cursor);
         let heap = self.timeline.replay().heap();
-        self.layout = heap.inspect();
+        // An outline: describing every header of a large heap at every step would cost more
+        // than the rest of the frame; the block looked at is described on demand.
+        self.layout = heap.inspect_detail(Detail::Outline);
         self.findings = heap.validate();
+    }
+
+    /// The block holding `addr` at the current position, with its class and header fields
+    /// decoded (the per-step layout is an outline). Remembers the last one, for a tooltip or
+    /// inspector that asks every frame.
+    pub fn described_block(&self, addr: Addr) -> Option<Block> {
+        let range = self.layout.block_at(addr)?.range.clone();
+        let position = self.timeline.position();
+        if let Some((at, block)) = &*self.described.borrow()
+            && *at == position
+            && block.range == range
+        {
+            return Some(block.clone());
+        }
+        let described = self
+            .replay()
+            .heap()
+            .inspect_detail(Detail::At(range.start))
+            .blocks
+            .into_iter()
+            .find(|b| b.range == range)?;
+        *self.described.borrow_mut() = Some((position, described.clone()));
+        Some(described)
     }
 
     /// The replay at the current position.
@@ -418,11 +447,16 @@ mod tests {
                 }
                 assert_eq!(
                     lane.layout,
-                    fresh.heap().inspect(),
+                    fresh.heap().inspect_detail(Detail::Outline),
                     "{} at {cursor}",
                     lane.kind
                 );
                 assert_eq!(lane.last_step.is_some(), cursor > 0);
+                // The block looked at is described as the full layout describes it, also
+                // after moving on (the remembered description is of another position).
+                for block in fresh.heap().inspect().blocks {
+                    assert_eq!(lane.described_block(block.range.start), Some(block));
+                }
             }
         }
     }
@@ -514,7 +548,12 @@ mod tests {
             for op in ops {
                 fresh.apply(op, &mut Trail::off());
             }
-            assert_eq!(lane.layout, fresh.heap().inspect(), "{}", lane.kind);
+            assert_eq!(
+                lane.layout,
+                fresh.heap().inspect_detail(Detail::Outline),
+                "{}",
+                lane.kind
+            );
         }
         session.seek(1);
         assert!(session.current_op().is_some_and(|op| op.name() == "alloc"));

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::access::{Access, Violation};
-use crate::layout::{Finding, HeapLayout, Stats};
+use crate::layout::{Detail, Finding, HeapLayout, Stats};
 use crate::memory::Memory;
 use crate::trace::Op;
 use crate::{Addr, AllocatorKind};
@@ -241,6 +241,13 @@ pub trait Allocator: fmt::Debug + Send + Sync {
 
     /// The whole layout as data: blocks, free lists, bumper or top, stats.
     fn inspect(&self) -> HeapLayout;
+
+    /// [`Self::inspect`] decoding only what `detail` asks for; models whose layouts are costly
+    /// to describe override it, the others describe everything.
+    fn inspect_detail(&self, detail: Detail) -> HeapLayout {
+        let _ = detail;
+        self.inspect()
+    }
 
     /// Invariants checked against the bytes; empty when the heap is sound.
     fn validate(&self) -> Vec<Finding>;

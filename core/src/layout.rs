@@ -62,6 +62,31 @@ impl Field {
     }
 }
 
+/// How much of each block [`crate::Allocator::inspect_detail`] decodes from the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Every block's class and header fields: [`crate::Allocator::inspect`].
+    All,
+    /// Geometry, state and request only (heap blocks' `class` is `None` and `fields` empty):
+    /// what a map of a large heap redraws at every step, where formatting a hundred thousand
+    /// headers' descriptions would cost more than everything else.
+    Outline,
+    /// The outline, with class and fields for the block holding this address only: what a
+    /// tooltip or an inspector shows.
+    At(Addr),
+}
+
+impl Detail {
+    /// Whether the block covering `range` is decoded.
+    pub fn wants(self, range: &Range<Addr>) -> bool {
+        match self {
+            Detail::All => true,
+            Detail::Outline => false,
+            Detail::At(addr) => range.contains(&addr),
+        }
+    }
+}
+
 /// One block (or other stretch) of the heap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Block {

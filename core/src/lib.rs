@@ -24,7 +24,7 @@ pub use allocator::{AllocError, Allocator, ErrorKind, Outcome, Request, Trail};
 pub use import::{Format, ImportError};
 pub use kind::{AllocatorKind, ConfigError, HeapConfig};
 pub use layout::{
-    Block, BlockState, Field, Finding, FreeList, HeapLayout, Marker, NativeStat, Stats,
+    Block, BlockState, Detail, Field, Finding, FreeList, HeapLayout, Marker, NativeStat, Stats,
 };
 pub use memory::{Memory, OutOfBounds};
 pub use replay::{Replayer, Step, StepResult};

@@ -379,10 +379,10 @@ fn lane_bar(
     }
     if let Some(pos) = response.hover_pos()
         && rect.contains(pos)
-        && let Some(block) = layout.block_at(addr_of(pos.x))
+        && let Some(block) = lane.described_block(addr_of(pos.x))
     {
         let addr = addr_of(pos.x);
-        response.on_hover_ui_at_pointer(|ui| block_tooltip(ui, block, addr));
+        response.on_hover_ui_at_pointer(|ui| block_tooltip(ui, &block, addr));
     }
 }
 

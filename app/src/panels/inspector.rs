@@ -22,7 +22,7 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let Some(lane) = view.session.lanes.iter().find(|l| l.kind == selection.kind) else {
         return;
     };
-    let Some(block) = lane.layout.block_at(selection.addr) else {
+    let Some(block) = lane.described_block(selection.addr) else {
         ui.label(
             RichText::new(format!(
                 "{}: nothing at {:#x} at this step",

@@ -76,8 +76,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::allocator::{AllocError, Allocator, ErrorKind, Request, Trail, bytes};
 use crate::layout::{
-    Block, BlockState, Field, Finding, FreeList, HeapLayout, Ledger, LiveEntry, Marker, NativeStat,
-    Stats,
+    Block, BlockState, Detail, Field, Finding, FreeList, HeapLayout, Ledger, LiveEntry, Marker,
+    NativeStat, Stats,
 };
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
@@ -937,6 +937,10 @@ impl Allocator for FreeingBump {
     }
 
     fn inspect(&self) -> HeapLayout {
+        self.inspect_detail(Detail::All)
+    }
+
+    fn inspect_detail(&self, detail: Detail) -> HeapLayout {
         let end = self.memory.len();
         let (free_lists, listed) = self.walk_lists();
         let (walked, stuck) = self.walk_blocks(&listed);
@@ -954,14 +958,28 @@ impl Allocator for FreeingBump {
                 Header::Occupied(_) => (BlockState::Live, self.ledger.requested(payload.start)),
                 _ => (BlockState::Free, None),
             };
+            let range = w.header..w.end();
+            let (class, fields) = if detail.wants(&range) {
+                (
+                    Some(order_name(w.order)),
+                    vec![Field::new(
+                        "header",
+                        header.clone(),
+                        w.raw,
+                        w.decoded.meaning(),
+                    )],
+                )
+            } else {
+                (None, Vec::new())
+            };
             blocks.push(Block {
-                range: w.header..w.end(),
-                header: header.clone(),
+                range,
+                header,
                 payload,
                 requested,
                 state,
-                class: Some(order_name(w.order)),
-                fields: vec![Field::new("header", header, w.raw, w.decoded.meaning())],
+                class,
+                fields,
             });
         }
         let bumper = self.bumper.min(end);

@@ -62,7 +62,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
 use crate::layout::{
-    Block, BlockState, Field, Finding, FreeList, HeapLayout, Ledger, Marker, NativeStat, Stats,
+    Block, BlockState, Detail, Field, Finding, FreeList, HeapLayout, Ledger, Marker, NativeStat,
+    Stats,
 };
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
@@ -966,13 +967,19 @@ impl Allocator for SegregatedFit {
     }
 
     fn inspect(&self) -> HeapLayout {
+        self.inspect_detail(Detail::All)
+    }
+
+    fn inspect_detail(&self, detail: Detail) -> HeapLayout {
         let end = self.memory.end();
         let (chunks, stop) = self.walk_chunks();
         let mut blocks = Vec::with_capacity(chunks.len() + 1);
         for c in &chunks {
             let live = c.inuse != 0;
+            let range = c.at..c.at + c.size;
+            let decode = detail.wants(&range);
             blocks.push(Block {
-                range: c.at..c.at + c.size,
+                range,
                 header: c.at..c.at + HEADER,
                 payload: c.at + HEADER..c.at + c.size,
                 requested: if live {
@@ -985,8 +992,8 @@ impl Allocator for SegregatedFit {
                 } else {
                     BlockState::Free
                 },
-                class: Some(format!("bin {}", get_bin(c.size - HEADER))),
-                fields: c.fields(),
+                class: decode.then(|| format!("bin {}", get_bin(c.size - HEADER))),
+                fields: if decode { c.fields() } else { Vec::new() },
             });
         }
         if let Some(stop) = stop {

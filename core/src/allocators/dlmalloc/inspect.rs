@@ -8,13 +8,14 @@ use super::{
     is_small, minsize_for_tree_index, ms, small_index,
 };
 use crate::allocator::bytes;
-use crate::layout::{Block, BlockState, Field, FreeList, HeapLayout, Marker, NativeStat};
+use crate::layout::{Block, BlockState, Detail, Field, FreeList, HeapLayout, Marker, NativeStat};
 use crate::{Addr, AllocatorKind};
 
 /// Pushes `block`, or an unused gap before it, keeping the list tiled.
 struct Tiler {
     blocks: Vec<Block>,
     at: Addr,
+    detail: Detail,
 }
 
 impl Tiler {
@@ -60,8 +61,9 @@ impl Dlmalloc {
         p: Addr,
         size: u64,
         state: BlockState,
-        class: String,
+        class: impl FnOnce() -> String,
         limit: Addr,
+        detail: Detail,
     ) -> Block {
         let start = p.saturating_add(SIZE_T);
         let end = p
@@ -72,7 +74,16 @@ impl Dlmalloc {
         let mut b = Block::plain(start..end, state);
         b.header = start..start.saturating_add(SIZE_T).min(end);
         b.payload = b.header.end..end;
-        b.class = Some(class);
+        if !detail.wants(&b.range) {
+            // The footer still bounds a free chunk's payload.
+            if state == BlockState::Free
+                && end - end.saturating_sub(SIZE_T).max(b.header.end) == SIZE_T
+            {
+                b.payload.end = end - SIZE_T;
+            }
+            return b;
+        }
+        b.class = Some(class());
         let h = self.head(p).unwrap_or(0);
         b.fields.extend(field(self, "head", start, flags(h)));
         if state == BlockState::Free {
@@ -231,7 +242,14 @@ impl Dlmalloc {
             if q == top {
                 let tsize = self.topsize();
                 let tend = q.saturating_add(tsize).min(end);
-                let b = self.chunk_block(q, tend - q, BlockState::Top, "top".to_owned(), end);
+                let b = self.chunk_block(
+                    q,
+                    tend - q,
+                    BlockState::Top,
+                    || "top".to_owned(),
+                    end,
+                    tiler.detail,
+                );
                 let foot_start = b.range.end;
                 tiler.push(b);
                 if foot_start < end {
@@ -275,8 +293,9 @@ impl Dlmalloc {
                         q,
                         size,
                         BlockState::Metadata,
-                        "segment record".to_owned(),
+                        || "segment record".to_owned(),
                         end,
+                        Detail::All,
                     );
                     b.fields
                         .extend(field(self, "seg.base", q + 16, "older segment's base"));
@@ -289,21 +308,24 @@ impl Dlmalloc {
                         q,
                         size,
                         BlockState::Live,
-                        format!("chunk {}", bytes(size)),
+                        || format!("chunk {}", bytes(size)),
                         end,
+                        tiler.detail,
                     );
                     b.requested = self.ledger.requested(q + 16);
                     b
                 }
             } else {
-                let class = if q == dv {
-                    "dv".to_owned()
-                } else if is_small(size) {
-                    format!("small bin {}", small_index(size))
-                } else {
-                    format!("tree bin {}", compute_tree_index(size))
+                let class = || {
+                    if q == dv {
+                        "dv".to_owned()
+                    } else if is_small(size) {
+                        format!("small bin {}", small_index(size))
+                    } else {
+                        format!("tree bin {}", compute_tree_index(size))
+                    }
                 };
-                self.chunk_block(q, size, BlockState::Free, class, end)
+                self.chunk_block(q, size, BlockState::Free, class, end, tiler.detail)
             };
             tiler.push(block);
             q += size;
@@ -505,7 +527,7 @@ impl Dlmalloc {
     }
 }
 
-pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
+pub(super) fn layout(m: &Dlmalloc, detail: Detail) -> HeapLayout {
     // The mappings lie below the malloc_state; the extent starts at the lowest one (the memory
     // may reach further down, over bytes of mappings since released).
     let start = m.sys.lowest().unwrap_or(m.base).min(m.base);
@@ -513,6 +535,7 @@ pub(super) fn layout(m: &Dlmalloc) -> HeapLayout {
     let mut tiler = Tiler {
         blocks: Vec::new(),
         at: start,
+        detail,
     };
 
     let segs = m.segments().unwrap_or_default();

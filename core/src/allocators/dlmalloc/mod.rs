@@ -55,7 +55,7 @@ mod system;
 mod tests;
 
 use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
-use crate::layout::{Finding, HeapLayout, Ledger, Stats};
+use crate::layout::{Detail, Finding, HeapLayout, Ledger, Stats};
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
 
@@ -2085,7 +2085,11 @@ impl Allocator for Dlmalloc {
     }
 
     fn inspect(&self) -> HeapLayout {
-        inspect::layout(self)
+        inspect::layout(self, Detail::All)
+    }
+
+    fn inspect_detail(&self, detail: Detail) -> HeapLayout {
+        inspect::layout(self, detail)
     }
 
     fn validate(&self) -> Vec<Finding> {
