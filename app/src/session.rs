@@ -96,7 +96,8 @@ impl Lane {
     ) -> Result<Self, LoadError> {
         let run = emulate::run(image, spec.kind, &spec.config, &program.options())
             .map_err(|e| LoadError::Failed(format!("{}: {e}", spec.kind)))?;
-        let mut lane = Self::record(spec.kind, run.config.clone(), &run.ops, progress)?;
+        let ops = run.ops();
+        let mut lane = Self::record(spec.kind, run.config.clone(), &ops, progress)?;
         lane.exit = Some(run.exit.to_string());
         lane.guest_reports = run
             .events
@@ -115,7 +116,7 @@ impl Lane {
                 Event::Call(_) | Event::Exit { .. } => None,
             })
             .collect();
-        lane.ops = Some(run.ops);
+        lane.ops = Some(ops);
         Ok(lane)
     }
 

@@ -114,7 +114,7 @@ fn expect_violation(
     assert!(v.site.instruction.is_some(), "{}", v.report);
     assert!(v.report.contains(place), "{}", v.report);
     // The step is the op that did it.
-    assert!(v.step < run.ops.len());
+    assert!(v.step < run.op_count());
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn every_run_replays_to_the_same_heap() {
             let mut replayer = Replayer::new(kind.build(&run.config).unwrap());
             let mut trail = Trail::off();
             let mut violations = Vec::new();
-            for (step, op) in run.ops.iter().enumerate() {
+            for (step, op) in run.ops().iter().enumerate() {
                 let outcome = replayer.apply(op, &mut trail);
                 violations.extend(outcome.violations.into_iter().map(|v| (step, v)));
                 if let Some(call) = run.calls().find(|c| c.step == step) {

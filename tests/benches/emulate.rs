@@ -118,7 +118,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(bare_call(&mut uc, &image, "spin", &[SPIN_N])));
     });
     group.bench_function("heapscope_heap_hooks", |b| {
-        b.iter(|| black_box(heapscope_spin(&image, SPIN_N).ops.len()));
+        b.iter(|| black_box(heapscope_spin(&image, SPIN_N).op_count()));
     });
     group.finish();
 
@@ -138,7 +138,7 @@ fn benches(c: &mut Criterion) {
     });
     for kind in [AllocatorKind::CheckedBump, AllocatorKind::Dlmalloc] {
         group.bench_function(format!("heapscope_{kind}"), |b| {
-            b.iter(|| black_box(heapscope_sweep(&image, kind, SWEEP_N).ops.len()));
+            b.iter(|| black_box(heapscope_sweep(&image, kind, SWEEP_N).op_count()));
         });
     }
     group.finish();
