@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::time::Instant;
 
 use unicorn_engine::{
     Arch, HookType, MemType, Mode, Prot, RegisterX86, UcHookId, Unicorn, X86Insn, uc_error,
@@ -15,6 +14,7 @@ use unicorn_engine::{
 use super::disasm::Disassembler;
 use super::image::{Image, Perms};
 use super::layout::{self, PAGE, page_ceil, page_floor};
+use super::limits::{Limits, Verdict};
 use super::tracker::Tracker;
 use super::{
     AccessRecord, BlockInfo, EmulateError, Event, Exit, HeapFunction, Options, Owner, Run, Site,
@@ -29,10 +29,6 @@ use crate::{Addr, AllocatorKind, HeapConfig};
 
 /// Size of the chunks compared when pushing the model's changes to Unicorn.
 const SYNC_CHUNK: usize = 256;
-
-/// Translated blocks run between two looks at the clock (a look costs about as much as a few
-/// hundred blocks of a tight loop).
-const BLOCKS_PER_CLOCK_CHECK: u64 = 1 << 12;
 
 /// Everything the hooks need: the allocator (through a replayer), the trace, the events.
 #[derive(Debug)]
@@ -70,11 +66,10 @@ pub struct Machine<'i> {
     mem_hooks: Vec<UcHookId>,
     /// What the last bad memory access was, for the fault message.
     fault: Option<(Option<Addr>, String)>,
-    /// When the run times out, and the limit as asked for (for the exit).
-    deadline: Instant,
+    /// The instruction budget and the clock.
+    limits: Limits,
+    /// The wall-clock limit as asked for (for the exit).
     timeout_ms: u64,
-    /// Translated blocks entered (the clock is read every [`BLOCKS_PER_CLOCK_CHECK`]).
-    blocks: u64,
     scratch: Vec<u8>,
 }
 
@@ -131,9 +126,8 @@ impl<'i> Machine<'i> {
             window: 0..0,
             mem_hooks: Vec::new(),
             fault: None,
-            deadline: deadline_after(options.timeout),
+            limits: Limits::new(options.max_insns, options.timeout),
             timeout_ms: u64::try_from(options.timeout.as_millis()).unwrap_or(u64::MAX),
-            blocks: 0,
             scratch: Vec::new(),
         })
     }
@@ -620,21 +614,24 @@ fn on_heap_call(uc: &mut Uc<'_, '_>, function: HeapFunction) {
     }
 }
 
-/// `timeout` from now (a century when that is past what the clock can say).
-fn deadline_after(timeout: std::time::Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
-}
-
-/// Every translated block entered: now and then, a look at the clock.
-fn on_block(uc: &mut Uc<'_, '_>) {
+/// A translated block is about to run: count it against the budget, now and then look at the
+/// clock (see [`super::limits`]).
+fn on_block(uc: &mut Uc<'_, '_>, addr: Addr, size: u32) {
     let machine = uc.get_data_mut();
-    machine.blocks += 1;
-    if machine.blocks.is_multiple_of(BLOCKS_PER_CLOCK_CHECK) && Instant::now() >= machine.deadline {
-        let ms = machine.timeout_ms;
-        stop_with(uc, Exit::Timeout { ms });
+    let image = machine.image;
+    match machine
+        .limits
+        .on_block(addr, size, || image.code_at(addr, size as usize))
+    {
+        Verdict::Run => {}
+        Verdict::TimedOut => {
+            let ms = machine.timeout_ms;
+            stop_with(uc, Exit::Timeout { ms });
+        }
+        // Not an exit: the run resumes with Unicorn counting (see `run`).
+        Verdict::BudgetTail => {
+            let _ = uc.emu_stop();
+        }
     }
 }
 
@@ -750,17 +747,27 @@ pub fn run(
     }
     uc.reg_write(RegisterX86::RSP, rsp)
         .map_err(|e| unicorn_error("setting the stack", e))?;
-    // The wall clock is watched from a block hook, not with emu_start's timeout: Unicorn's
-    // timeout thread reads a clock whose source is a process-wide flag that every engine being
-    // set up resets (`init_get_clock` in `machine_initialize`), so while another thread starts
-    // an engine the timer can compare two different clocks, think the time is up and stop a
-    // healthy run (a third of parallel runs ended early in a stress test). It also polls every
-    // 2 µs, a busy core for nothing.
-    uc.add_block_hook(1, 0, |uc, _, _| on_block(uc))
-        .map_err(|e| unicorn_error("hooking blocks for the clock", e))?;
-    uc.get_data_mut().deadline = deadline_after(options.timeout);
-    let count = usize::try_from(options.max_insns).unwrap_or(usize::MAX);
-    let result = uc.emu_start(entry, layout::SENTINEL, 0, count);
+    // The budget and the clock are watched from a block hook, not by emu_start (see
+    // `limits`): Unicorn neither counts nor times here, until the budget's last few
+    // instructions, which it counts one by one.
+    uc.add_block_hook(1, 0, on_block)
+        .map_err(|e| unicorn_error("hooking blocks for the budget and the clock", e))?;
+    uc.get_data_mut().limits = Limits::new(options.max_insns, options.timeout);
+    let mut result = uc.emu_start(entry, layout::SENTINEL, 0, 0);
+    // The instructions that were left when the run paused for the budget's tail, if it did.
+    let mut tail_left = None;
+    if result.is_ok() && uc.get_data().stop.is_none() && uc.get_data().limits.at_budget_tail() {
+        let remaining = uc.get_data().limits.remaining();
+        tail_left = Some(remaining);
+        if remaining > 0 {
+            let at = uc.pc_read().unwrap_or(0);
+            // Unicorn's count is a code hook: blocks translated without it must go.
+            result = uc.ctl_flush_tb().and_then(|()| {
+                let count = usize::try_from(remaining).unwrap_or(usize::MAX);
+                uc.emu_start(at, layout::SENTINEL, 0, count)
+            });
+        }
+    }
     let pc = uc.pc_read().ok();
     let rax = uc.reg_read(RegisterX86::RAX).unwrap_or(0);
     let machine = uc.get_data_mut();
@@ -787,19 +794,25 @@ pub fn run(
                 }
             }
             Ok(()) if pc == Some(layout::SENTINEL) => Exit::Returned { value: rax },
+            // Otherwise Unicorn stops without an error at a `hlt`, and when its count runs out,
+            // which it only keeps in the budget's tail; there a `hlt` is told by the byte
+            // before the pc.
             Ok(()) => {
-                let halted = pc
+                let after_hlt = pc
                     .and_then(|pc| pc.checked_sub(1))
-                    .is_some_and(|at| image.code_at(at, 1) == [0xf4]);
-                if halted {
-                    Exit::Fault {
-                        pc: pc.and_then(|pc| pc.checked_sub(1)),
-                        message: "hlt".to_owned(),
-                    }
-                } else {
-                    Exit::BudgetExhausted {
+                    .filter(|&at| image.code_at(at, 1) == [0xf4]);
+                match (tail_left, after_hlt) {
+                    (Some(0), _) | (Some(_), None) => Exit::BudgetExhausted {
                         max_insns: options.max_insns,
-                    }
+                    },
+                    (Some(_), Some(at)) => Exit::Fault {
+                        pc: Some(at),
+                        message: "hlt".to_owned(),
+                    },
+                    (None, at) => Exit::Fault {
+                        pc: at.or(pc),
+                        message: "hlt".to_owned(),
+                    },
                 }
             }
         }

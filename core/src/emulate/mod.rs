@@ -41,6 +41,7 @@ mod disasm;
 mod heap_calls;
 pub mod image;
 pub mod layout;
+mod limits;
 mod machine;
 mod program;
 pub mod report;

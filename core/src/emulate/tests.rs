@@ -182,6 +182,35 @@ fn the_budget_and_the_clock_end_a_loop_that_never_returns() {
 }
 
 #[test]
+fn the_budget_counts_every_instruction_of_a_loop() {
+    // p = malloc(16); then forever: mov [rax],rcx; inc rcx; jmp back (three instructions, one
+    // heap write each time round).
+    let code = "bf10000000 b810100000 ffd0 488908 48ffc1 ebf8";
+    let writes = |max_insns| {
+        let run = run_code(
+            code,
+            AllocatorKind::CheckedBump,
+            &Options {
+                max_insns,
+                ..Options::default()
+            },
+        );
+        assert_eq!(run.exit, Exit::BudgetExhausted { max_insns });
+        run.accesses.len() as u64
+    };
+    let counts: Vec<u64> = (3_000..3_009).map(writes).collect();
+    // One more write for every three more instructions, wherever in the loop the budget ends.
+    for (i, pair) in counts.windows(2).enumerate() {
+        let step = pair[1] - pair[0];
+        assert!(step <= 1, "{counts:?}");
+        if i >= 2 {
+            assert_eq!(pair[1] - counts[i - 2], 1, "{counts:?}");
+        }
+    }
+    assert!((990..=1_000).contains(&counts[0]), "{counts:?}");
+}
+
+#[test]
 fn entry_and_arguments_follow_system_v() {
     // return rdi * 4 + rsi
     let sum = run_code(
