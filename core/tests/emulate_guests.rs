@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use heapscope_core::emulate::report::ReportKind;
 use heapscope_core::emulate::{self, Event, Exit, HeapFunction, Image, Options, Run};
 use heapscope_core::{
     Access, AllocatorKind, BlockState, ErrorKind, HeapConfig, Replayer, StepResult, Trail,
@@ -281,6 +282,19 @@ fn a_smashed_header_corrupts_each_allocator_as_it_would_the_original() {
         .unwrap();
     assert_eq!(corruption_step, first_free_step);
     assert!(!r.heap.validate().is_empty());
+    // Listed as a corruption report at the position validate() failed at: before the free.
+    let report = r
+        .reports()
+        .into_iter()
+        .find(|r| r.kind == ReportKind::Corruption)
+        .unwrap();
+    assert_eq!(report.position, first_free_step);
+    assert_eq!(report.class, "heap-corruption");
+    assert!(
+        report.text.starts_with("heap corrupted: "),
+        "{}",
+        report.text
+    );
     // And the warnings name the header hit.
     for kind in [
         AllocatorKind::FreeingBump,

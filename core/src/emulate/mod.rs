@@ -528,6 +528,22 @@ impl Run {
         })
     }
 
+    /// Every finding as one list, in step order: violations, warnings, corruption reports and
+    /// refused calls (a refusal that a violation on the same step explains, a double free
+    /// under `checked-bump`, is listed once, as the violation).
+    pub fn reports(&self) -> Vec<report::GuestReport> {
+        let violated: std::collections::BTreeSet<usize> =
+            self.violations().map(|v| v.step).collect();
+        let mut reports: Vec<_> = self
+            .events
+            .iter()
+            .filter_map(report::GuestReport::of)
+            .filter(|r| !(r.kind == report::ReportKind::Refused && violated.contains(&r.step)))
+            .collect();
+        reports.sort_by_key(|r| r.step);
+        reports
+    }
+
     /// Every corruption finding reported.
     pub fn corruption(&self) -> impl Iterator<Item = &Finding> {
         self.events.iter().flat_map(|e| match e {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::report::ReportKind;
 use super::*;
 use crate::replay::Replayer;
 use crate::{Allocator, Trail};
@@ -112,6 +113,58 @@ fn stop_on_first_ends_the_run_at_the_first_violation() {
     assert_eq!(run.violations().count(), 1);
     // The write that violated is the last op: nothing after it was recorded.
     assert!(matches!(run.ops().last(), Some(Op::WriteAt { .. })));
+}
+
+#[test]
+fn reports_list_each_finding_once_with_the_position_that_shows_it() {
+    let run = run_code(DEMO, AllocatorKind::CheckedBump, &Options::default());
+    let reports = run.reports();
+    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [ReportKind::Violation, ReportKind::Violation]);
+    let overflow = &reports[0];
+    assert_eq!(overflow.class, "heap-buffer-overflow");
+    assert_eq!(overflow.access, Some(Access::Write));
+    assert_eq!(overflow.size, Some(1));
+    assert_eq!(overflow.position, overflow.step + 1);
+    assert_eq!(overflow.site.pc, Some(image::CODE_BASE + 0x17));
+    assert_eq!(overflow.block.map(|b| b.end), overflow.addr);
+    assert_eq!(
+        Some(&overflow.text),
+        run.violations().next().map(|v| &v.report)
+    );
+    let warned = run_code(DEMO, AllocatorKind::FreeingBump, &Options::default()).reports();
+    assert!(warned.iter().all(|r| r.kind == ReportKind::Warning));
+    assert_eq!(warned.len(), 2);
+
+    // p = malloc(16); free(p); free(p);
+    let double_free = "bf10000000 b810100000 ffd0 4889c3 4889c7 b840100000 ffd0 \
+                       4889df b840100000 ffd0 c3";
+    let run = run_code(double_free, AllocatorKind::CheckedBump, &Options::default());
+    assert!(
+        run.calls().any(|c| c.result.is_err()),
+        "the second free is refused"
+    );
+    let reports = run.reports();
+    assert_eq!(
+        reports.len(),
+        1,
+        "the refusal the violation explains is not listed"
+    );
+    assert_eq!(reports[0].kind, ReportKind::Violation);
+    assert_eq!(reports[0].class, "double-free");
+    let refusals: Vec<_> = AllocatorKind::ALL
+        .iter()
+        .flat_map(|&kind| run_code(double_free, kind, &Options::default()).reports())
+        .filter(|r| r.kind == ReportKind::Refused)
+        .collect();
+    assert!(
+        !refusals.is_empty(),
+        "some allocator refuses the second free"
+    );
+    for r in &refusals {
+        assert!(r.text.starts_with("refused: free(0x"), "{}", r.text);
+        assert_eq!(r.position, r.step + 1);
+    }
 }
 
 #[test]
