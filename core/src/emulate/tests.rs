@@ -190,6 +190,18 @@ fn faults_end_the_run_with_a_clear_message_and_keep_the_trace() {
         "{}",
         ud2.exit
     );
+    // The code is mapped read and execute only: a write to it faults.
+    let self_modifying = run_code(
+        "c605f9ffffff90 c3",
+        AllocatorKind::Bump,
+        &Options::default(),
+    );
+    assert!(
+        matches!(&self_modifying.exit, Exit::Fault { pc: Some(pc), message }
+            if *pc == image::CODE_BASE && message.contains("WRITE to read-only memory")),
+        "{}",
+        self_modifying.exit
+    );
     let syscall = run_code("0f05 c3", AllocatorKind::Bump, &Options::default());
     assert!(
         matches!(&syscall.exit, Exit::Fault { message, .. } if message.contains("system call")),
