@@ -386,6 +386,42 @@ fn aligned_calls_bad_frees_and_reallocs_of_freed_blocks() {
 }
 
 #[test]
+fn a_write_through_the_pointer_realloc_moved_lands_where_the_guest_wrote_it() {
+    // p = malloc(16); q = realloc(p, 4096); p[0] = 1; return q;
+    let code = "53 bf10000000 b810100000 ffd0 4889c3 4889c7 be00100000 b830100000 ffd0 \
+                48c70301000000 5b c3";
+    let mut moved = 0;
+    for &kind in AllocatorKind::ALL {
+        let run = run_code(code, kind, &Options::default());
+        let calls: Vec<_> = run.calls().collect();
+        let (Ok(Some(p)), Ok(Some(q))) = (&calls[0].result, &calls[1].result) else {
+            panic!("{kind}: {:?}", run.events);
+        };
+        let write = run.accesses.last().unwrap();
+        assert_eq!((write.addr, write.value), (*p, 1), "{kind}");
+        if p != q {
+            moved += 1;
+            // The id now names the new block: the access is recorded by its address.
+            assert_eq!(write.owner, None, "{kind}");
+            assert!(
+                matches!(run.ops().last(), Some(Op::WriteAt { .. })),
+                "{kind}"
+            );
+        }
+        // Replaying the trace writes where the guest wrote.
+        let heap = replayed(&run);
+        assert_eq!(heap.memory(), run.heap.memory(), "{kind}");
+        assert_eq!(run.heap.memory().read_u64(*p).ok(), Some(1), "{kind}");
+        if kind == AllocatorKind::CheckedBump {
+            let v = run.violations().next().expect("a use after the realloc");
+            assert_eq!(v.violation.class, ViolationClass::UseAfterFree);
+            assert_eq!(v.violation.addr, *p);
+        }
+    }
+    assert!(moved > 0, "some allocator moves the block");
+}
+
+#[test]
 fn code_translated_before_the_heap_existed_is_still_watched() {
     // `store(p)` runs once on the stack before the first malloc maps the heap, then on the
     // heap block: the second store must be seen (and mirrored into the model).
