@@ -1,6 +1,7 @@
-//! Emulation speed: guest instructions per second on a compute loop, bare Unicorn against
-//! heapscope's machine (heap hooks installed on the heap range only), and checked heap accesses
-//! per second, with and without the hooks.
+//! Emulation speed: guest instructions per second on a compute loop, bare Unicorn (no hook at
+//! all) against heapscope's machine (memory hooks on the heap range only, code hooks at the heap
+//! functions, and one block hook that keeps the instruction budget and the clock), and checked
+//! heap accesses per second, with and without the hooks.
 //!
 //! The guest is `scenarios/guests/compute.elf`: `spin(n)` is a loop of 7 instructions with one
 //! stack load and one stack store per iteration and no heap access; `sweep_at(a, n)` reads and

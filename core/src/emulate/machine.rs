@@ -752,6 +752,7 @@ pub fn run(
     // instructions, which it counts one by one.
     uc.add_block_hook(1, 0, on_block)
         .map_err(|e| unicorn_error("hooking blocks for the budget and the clock", e))?;
+    // The clock starts now, the setup done.
     uc.get_data_mut().limits = Limits::new(options.max_insns, options.timeout);
     let mut result = uc.emu_start(entry, layout::SENTINEL, 0, 0);
     // The instructions that were left when the run paused for the budget's tail, if it did.
