@@ -71,7 +71,7 @@ fn a_guest_report_is_listed_asan_style_and_clicking_it_seeks_to_its_step() {
     assert_eq!(h.state().session().cursor, 0);
     // checked-bump's report of the read after the free, with the guest instruction and the
     // block's steps.
-    let (position, block_start) = {
+    let (position, block_start, write_position) = {
         let lane = h
             .state()
             .session()
@@ -85,7 +85,17 @@ fn a_guest_report_is_listed_asan_style_and_clicking_it_seeks_to_its_step() {
             .find(|r| r.kind == ReportKind::Violation)
             .expect("checked-bump reports the use after free");
         assert_eq!(first.class, "use-after-free");
-        (first.position, first.block.expect("the freed block").start)
+        let write = lane
+            .guest_reports
+            .iter()
+            .rfind(|r| r.kind == ReportKind::Violation)
+            .unwrap();
+        assert!(write.position > first.position);
+        (
+            first.position,
+            first.block.expect("the freed block").start,
+            write.position,
+        )
     };
     assert!(position > 0);
     // Other allocators warn about the same accesses (the list starts with them); the filter
@@ -132,4 +142,8 @@ fn a_guest_report_is_listed_asan_style_and_clicking_it_seeks_to_its_step() {
     let selection = h.state().selection().expect("the block is selected");
     assert_eq!(selection.kind, AllocatorKind::CheckedBump);
     assert_eq!(selection.addr, block_start);
+    // A click on a report's text goes to its step too.
+    h.get_by_label_contains("WRITE of 8 bytes at").click();
+    h.run_steps(2);
+    assert_eq!(h.state().session().cursor, write_position);
 }

@@ -180,25 +180,27 @@ fn draw(ui: &mut Ui, view: &View<'_>, lane: &Lane, report: &GuestReport, command
             .layout(egui::Layout::top_down(egui::Align::Min)),
     );
     inner.spacing_mut().item_spacing.y = 1.0;
+    // Labels that neither wrap (a row has room for four lines) nor take the row's click.
+    let label = |text: RichText| egui::Label::new(text).selectable(false).truncate();
     inner.horizontal(|ui| {
-        ui.label(
+        ui.add(label(
             RichText::new(headline(report))
                 .monospace()
                 .strong()
                 .color(colour),
-        );
-        ui.label(
+        ));
+        ui.add(label(
             RichText::new(format!("step {} · {}", report.position, lane.kind.name()))
                 .monospace()
                 .color(palette::on_theme(
                     palette::lane_colour(lane.kind),
                     ui.visuals().dark_mode,
                 )),
-        );
+        ));
     });
     let lines: Vec<&str> = report.text.lines().collect();
     for line in lines.iter().take(TEXT_LINES) {
-        inner.label(RichText::new(line.trim_start()).monospace());
+        inner.add(label(RichText::new(line.trim_start()).monospace()));
     }
     let more = lines.len().saturating_sub(TEXT_LINES);
     let hover = if more > 0 {
