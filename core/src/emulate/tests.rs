@@ -68,6 +68,14 @@ fn guest_writes_reach_the_model_and_model_writes_reach_the_guest() {
         else {
             panic!("{kind}: malloc failed");
         };
+        // The guest's heap is the allocator's memory, at the allocator's addresses.
+        let memory = run.heap.memory();
+        assert!(
+            (memory.base()..memory.end()).contains(&ptr),
+            "{kind}: {ptr:#x} outside [{:#x}, {:#x})",
+            memory.base(),
+            memory.end()
+        );
         // The guest stored 42 at p[0] and then read p[0] back after the free: what it read is
         // what the model's memory held after its free.
         let Exit::Returned { value } = run.exit else {
@@ -288,6 +296,17 @@ fn entry_and_arguments_follow_system_v() {
     );
     // lea rax,[rdi+rdi*2]; add rax,rdi; add rax,rsi -> 4*5 + 3
     assert_eq!(sum.exit, Exit::Returned { value: 23 });
+    // Raw code entered past its first bytes: ud2 (never run), then mov eax,42; ret.
+    let bytes = parse_hex("0f0b b82a000000 c3").unwrap();
+    let image = Image::from_code(&bytes, 2, "offset").unwrap();
+    let offset = run(
+        &image,
+        AllocatorKind::Bump,
+        &HeapConfig::default(),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(offset.exit, Exit::Returned { value: 42 });
     let too_many = parse_hex("c3").unwrap();
     let image = Image::from_code(&too_many, 0, "t").unwrap();
     let err = run(
