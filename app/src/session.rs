@@ -3,7 +3,8 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use heapscope_core::emulate::{self, Event, Image, Program};
+use heapscope_core::emulate::report::GuestReport;
+use heapscope_core::emulate::{self, Image, Program};
 use heapscope_core::scenario::AllocatorSpec;
 use heapscope_core::{
     Addr, AllocatorKind, Block, Detail, Finding, HeapConfig, HeapLayout, Op, RecordOptions,
@@ -43,8 +44,8 @@ pub struct Lane {
     /// How the emulated program ended, for an emulated lane.
     pub exit: Option<String>,
     /// The emulator's reports (violations with the guest instruction, suspicious accesses,
-    /// corruption found), by step, in step order.
-    pub guest_reports: Vec<(usize, String)>,
+    /// corruption found, refused calls), in step order.
+    pub guest_reports: Vec<GuestReport>,
     /// The last block described in full, with the position it was described at.
     described: RefCell<Option<(usize, Block)>>,
 }
@@ -100,26 +101,11 @@ impl Lane {
     ) -> Result<Self, LoadError> {
         let run = emulate::run(image, spec.kind, &spec.config, &program.options())
             .map_err(|e| LoadError::Failed(format!("{}: {e}", spec.kind)))?;
-        let mut lane = Self::record(spec.kind, run.config.clone(), &run.ops, progress)?;
+        let ops = run.ops();
+        let mut lane = Self::record(spec.kind, run.config.clone(), &ops, progress)?;
         lane.exit = Some(run.exit.to_string());
-        lane.guest_reports = run
-            .events
-            .iter()
-            .filter_map(|event| match event {
-                Event::Violation(v) => Some((v.step, v.report.clone())),
-                Event::Warning(w) => Some((w.step, w.report.clone())),
-                Event::Corruption { step, findings } => Some((
-                    *step,
-                    findings
-                        .iter()
-                        .map(|f| format!("heap corrupted: {}", f.message))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )),
-                Event::Call(_) | Event::Exit { .. } => None,
-            })
-            .collect();
-        lane.ops = Some(run.ops);
+        lane.guest_reports = run.reports();
+        lane.ops = Some(ops);
         Ok(lane)
     }
 
@@ -169,11 +155,11 @@ impl Lane {
 
     /// The emulator's reports on operation `i`.
     pub fn guest_reports_at(&self, i: usize) -> impl Iterator<Item = &str> {
-        let from = self.guest_reports.partition_point(|(step, _)| *step < i);
+        let from = self.guest_reports.partition_point(|r| r.step < i);
         self.guest_reports[from..]
             .iter()
-            .take_while(move |(step, _)| *step == i)
-            .map(|(_, report)| report.as_str())
+            .take_while(move |r| r.step == i)
+            .map(|r| r.text.as_str())
     }
 
     /// Whether operation `i` failed or raised a violation.
@@ -518,18 +504,19 @@ mod tests {
             .expect("the guest scenario runs checked-bump");
         let lane = &session.lanes[checked];
         assert!(lane.exit.as_deref().is_some_and(|e| e.contains("returned")));
-        let (step, report) = lane
+        let first = lane
             .guest_reports
             .first()
             .expect("the overflow is reported");
+        let (step, report) = (first.step, &first.text);
         assert!(
             report.contains("heap-buffer-overflow") && report.contains("pc 0x"),
             "{report}"
         );
-        assert_eq!(lane.guest_reports_at(*step).count(), 1);
+        assert_eq!(lane.guest_reports_at(step).count(), 1);
         assert_eq!(lane.guest_reports_at(step + 1).count(), 0);
         assert!(
-            lane.guest_reports[1].1.contains("READ"),
+            lane.guest_reports[1].text.contains("READ"),
             "then the length loop reads it back"
         );
         assert!(

@@ -117,6 +117,24 @@ fn limits_and_entry_are_taken_from_the_command_line() {
     ]));
     let exit = lines.last().unwrap();
     assert_eq!(exit["reason"], "budget-exhausted");
+    // The clock ends it first when the budget is too large to.
+    let started = std::time::Instant::now();
+    let lines = jsonl(&heapscope(&[
+        "emulate",
+        "scenarios/guests/forever.elf",
+        "-a",
+        "bump",
+        "--max-insns",
+        "1000000000000",
+        "--timeout-ms",
+        "300",
+        "--format",
+        "jsonl",
+    ]));
+    let exit = lines.last().unwrap();
+    assert_eq!(exit["reason"], "timeout", "{exit}");
+    assert_eq!(exit["message"], "timed out after 300 ms");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
     let lines = jsonl(&heapscope(&[
         "emulate",
         "scenarios/guests/compute.elf",

@@ -67,7 +67,8 @@ impl Replayer {
         &*self.heap
     }
 
-    /// The allocator, for the timeline to swap its memory in and out.
+    /// The allocator, for the timeline to swap its memory in and out (and for the emulator
+    /// to check and store heap accesses directly, as applying their ops would).
     pub(crate) fn heap_mut(&mut self) -> &mut dyn Allocator {
         &mut *self.heap
     }

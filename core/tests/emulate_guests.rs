@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use heapscope_core::emulate::report::ReportKind;
 use heapscope_core::emulate::{self, Event, Exit, HeapFunction, Image, Options, Run};
 use heapscope_core::{
     Access, AllocatorKind, BlockState, ErrorKind, HeapConfig, Replayer, StepResult, Trail,
@@ -45,8 +46,9 @@ fn function_range(image: &Image, name: &str) -> std::ops::Range<u64> {
     start..end
 }
 
-const GUESTS: [&str; 8] = [
+const GUESTS: [&str; 9] = [
     "linked_list",
+    "aligned",
     "strdup_overflow",
     "read_past_end",
     "use_after_free",
@@ -90,6 +92,93 @@ fn correct_programs_return_their_value_with_no_finding_under_every_allocator() {
     assert_eq!(reallocs, 4, "4 -> 8 -> 16 -> 32 -> 64 elements");
 }
 
+#[test]
+fn segments_keep_their_permissions() {
+    let image = image("linked_list");
+    let code = image.symbols["main"];
+    let text = image
+        .segments
+        .iter()
+        .find(|s| (s.addr..s.addr + s.mem_size).contains(&code))
+        .unwrap();
+    assert!(text.perms.read && text.perms.exec && !text.perms.write);
+    assert!(
+        image
+            .segments
+            .iter()
+            .all(|s| !(s.perms.write && s.perms.exec)),
+        "no segment is writable and executable"
+    );
+}
+
+#[test]
+fn a_read_past_the_end_is_a_warning_about_unallocated_space_where_nothing_follows() {
+    for kind in [AllocatorKind::Bump, AllocatorKind::FreeingBump] {
+        let run = run("read_past_end", kind);
+        assert_eq!(run.exit, Exit::Returned { value: 36 }, "{kind}");
+        let warnings: Vec<_> = run.warnings().collect();
+        assert_eq!(warnings.len(), 1, "{kind}: {warnings:#?}");
+        let w = warnings[0];
+        assert_eq!(w.class, ViolationClass::WildAccess, "{kind}");
+        assert_eq!(w.hit, Some(BlockState::Unused), "{kind}");
+        assert_eq!((w.access, w.size), (Access::Read, 4), "{kind}");
+        let block = w.block.unwrap();
+        assert_eq!((w.addr, block.end - block.start), (block.end, 32), "{kind}");
+        assert!(
+            w.report.contains("into space never handed out")
+                && w.report
+                    .contains("0 bytes past the end of the 32-byte block #1"),
+            "{kind}: {}",
+            w.report
+        );
+    }
+}
+
+#[test]
+fn aligned_allocations_are_found_by_symbol_and_served_aligned_or_refused() {
+    let mut served = Vec::new();
+    for &kind in AllocatorKind::ALL {
+        let run = run("aligned", kind);
+        let calls: Vec<_> = run.calls().collect();
+        assert_eq!(calls[0].function, HeapFunction::PosixMemalign, "{kind}");
+        assert_eq!(calls[0].args[1..], [64, 40], "{kind}");
+        match calls[0].result {
+            Ok(Some(p)) => {
+                served.push(kind);
+                assert_eq!(p % 64, 0, "{kind}");
+                // The pointer went back through the out argument: the program used it.
+                assert_eq!(calls[1].function, HeapFunction::AlignedAlloc, "{kind}");
+                let Ok(Some(q)) = calls[1].result else {
+                    panic!(
+                        "{kind}: aligned_alloc(32, 96) failed: {:?}",
+                        calls[1].result
+                    );
+                };
+                assert_eq!(q % 32, 0, "{kind}");
+                assert_eq!(run.exit, Exit::Returned { value: 9900 }, "{kind}");
+                assert_eq!(run.reports(), [], "{kind}");
+                assert!(run.accesses.iter().any(|a| a.addr == p), "{kind}");
+                assert!(run.accesses.iter().any(|a| a.addr == q + 95), "{kind}");
+            }
+            // posix_memalign returns EINVAL and the program gives up.
+            ref refused => {
+                assert!(
+                    matches!(refused, Err(e) if e.kind == ErrorKind::Unsupported),
+                    "{kind}: {refused:?}"
+                );
+                assert_eq!(run.exit, Exit::Returned { value: u64::MAX }, "{kind}");
+            }
+        }
+    }
+    for kind in [
+        AllocatorKind::Bump,
+        AllocatorKind::CheckedBump,
+        AllocatorKind::Dlmalloc,
+    ] {
+        assert!(served.contains(&kind), "{kind} aligns to 64");
+    }
+}
+
 /// Checks one violation: class, access, the instruction inside `main`, and where it lies.
 fn expect_violation(
     run: &Run,
@@ -114,7 +203,7 @@ fn expect_violation(
     assert!(v.site.instruction.is_some(), "{}", v.report);
     assert!(v.report.contains(place), "{}", v.report);
     // The step is the op that did it.
-    assert!(v.step < run.ops.len());
+    assert!(v.step < run.op_count());
 }
 
 #[test]
@@ -281,6 +370,19 @@ fn a_smashed_header_corrupts_each_allocator_as_it_would_the_original() {
         .unwrap();
     assert_eq!(corruption_step, first_free_step);
     assert!(!r.heap.validate().is_empty());
+    // Listed as a corruption report at the position validate() failed at: before the free.
+    let report = r
+        .reports()
+        .into_iter()
+        .find(|r| r.kind == ReportKind::Corruption)
+        .unwrap();
+    assert_eq!(report.position, first_free_step);
+    assert_eq!(report.class, "heap-corruption");
+    assert!(
+        report.text.starts_with("heap corrupted: "),
+        "{}",
+        report.text
+    );
     // And the warnings name the header hit.
     for kind in [
         AllocatorKind::FreeingBump,
@@ -359,7 +461,7 @@ fn every_run_replays_to_the_same_heap() {
             let mut replayer = Replayer::new(kind.build(&run.config).unwrap());
             let mut trail = Trail::off();
             let mut violations = Vec::new();
-            for (step, op) in run.ops.iter().enumerate() {
+            for (step, op) in run.ops().iter().enumerate() {
                 let outcome = replayer.apply(op, &mut trail);
                 violations.extend(outcome.violations.into_iter().map(|v| (step, v)));
                 if let Some(call) = run.calls().find(|c| c.step == step) {
@@ -484,7 +586,7 @@ fn every_guest_scenario_loads_and_runs_its_allocators() {
             );
         }
     }
-    assert_eq!(seen, 9, "8 guests and the raw-code demo");
+    assert_eq!(seen, 10, "9 guests and the raw-code demo");
     // A scenario names either a program or operations.
     let err = heapscope_core::Scenario::from_ron(
         "Scenario(name: \"x\", ops: [FreeNull], program: (elf: \"a.elf\"))",

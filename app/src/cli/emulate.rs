@@ -178,15 +178,15 @@ fn write_jsonl(out: &mut dyn Write, run: &Run) -> std::io::Result<()> {
     for event in &run.events {
         let line = match event {
             Event::Call(call) => {
-                let op = run.ops.get(call.step);
+                let op = run.op(call.step);
                 let mut line = json!({
                     "allocator": allocator,
                     "step": call.step,
-                    "op": op.map_or("call", Op::name),
+                    "op": op.as_ref().map_or("call", Op::name),
                     "function": call.function.name(),
                     "args": call.args,
                 });
-                if let Some(op) = op {
+                if let Some(op) = &op {
                     if let Some(id) = op.id() {
                         line["id"] = json!(id);
                     }
@@ -360,7 +360,7 @@ fn write_table(out: &mut dyn Write, image: &Image, run: &Run) -> std::io::Result
     writeln!(
         out,
         "          {} ops ({} heap calls, {} heap accesses), {} violations, {} warnings",
-        run.ops.len(),
+        run.op_count(),
         run.calls().count(),
         run.accesses.len(),
         run.violations().count(),

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod description;
 pub mod dock;
 pub mod free_lists;
+pub mod guest_reports;
 pub mod heap_map;
 pub mod inspector;
 pub mod loading;

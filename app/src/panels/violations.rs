@@ -1,5 +1,6 @@
 //! Every failed operation and every violation over the whole timeline, listed the way
-//! AddressSanitizer reports them; clicking one seeks to its step and selects its block.
+//! AddressSanitizer reports them; clicking one seeks to its step and selects its block. An
+//! emulated program lists the emulator's reports instead (see [`super::guest_reports`]).
 
 use eframe::egui::{self, RichText, ScrollArea, Sense, Stroke, StrokeKind, Ui, Vec2};
 use heapscope_core::timeline::MAX_PROBLEMS;
@@ -99,6 +100,11 @@ fn visible_reports(ui: &Ui, view: &View<'_>) -> std::sync::Arc<Vec<ReportRef>> {
 /// Draws the violations panel.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let session = view.session;
+    // An emulated program's own reports name the guest instruction, and warn and report
+    // corruption where the trace's replay only sees the calls: they take the list's place.
+    if session.scenario.program.is_some() {
+        return super::guest_reports::show(ui, view, commands);
+    }
     let filtered;
     let shown: &[ReportRef] = if view.settings.hidden.is_empty() {
         &session.reports

@@ -35,12 +35,13 @@ impl Machine<'_> {
         if self.stop.is_some() {
             return null;
         }
-        if self.ops.len() >= self.max_ops {
+        if self.step() >= self.max_ops {
             self.stop = Some(Exit::TraceLimit { ops: self.max_ops });
             return null;
         }
         self.check_corruption();
-        let step = self.ops.len();
+        let step = self.step();
+        self.hot = None;
         let [a, b, c] = args;
         let mut note = None;
         let (op, requested) = match function {
@@ -96,11 +97,11 @@ impl Machine<'_> {
                 .tracker
                 .starting_at(a)
                 .or_else(|| self.tracker.concerning(a))
-                .cloned(),
+                .copied(),
             _ => None,
         };
         let outcome = self.replayer.apply(&op, &mut self.trail);
-        self.ops.push(op.clone());
+        self.call_ops.push((step, op.clone()));
         self.layout = None;
         let site = Site {
             pc,
@@ -112,7 +113,7 @@ impl Machine<'_> {
                 step,
                 violation,
                 site: site.clone(),
-                block: concerned.clone(),
+                block: concerned,
                 report,
             }));
             if self.stop_on_first {

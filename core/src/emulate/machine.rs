@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::time::Instant;
 
 use unicorn_engine::{
     Arch, HookType, MemType, Mode, Prot, RegisterX86, UcHookId, Unicorn, X86Insn, uc_error,
@@ -15,10 +14,11 @@ use unicorn_engine::{
 use super::disasm::Disassembler;
 use super::image::{Image, Perms};
 use super::layout::{self, PAGE, page_ceil, page_floor};
+use super::limits::{Limits, Verdict};
 use super::tracker::Tracker;
 use super::{
-    AccessRecord, EmulateError, Event, Exit, HeapFunction, Options, Run, Site, ViolationEvent,
-    Warning, report,
+    AccessRecord, BlockInfo, EmulateError, Event, Exit, HeapFunction, Options, Owner, Run, Site,
+    ViolationEvent, Warning, report,
 };
 use crate::access::{Access, ViolationClass};
 use crate::allocator::Trail;
@@ -26,9 +26,6 @@ use crate::layout::{BlockState, HeapLayout};
 use crate::replay::Replayer;
 use crate::trace::{Id, Op};
 use crate::{Addr, AllocatorKind, HeapConfig};
-
-/// Serialises Unicorn runs within the process (see [`run`]).
-static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Size of the chunks compared when pushing the model's changes to Unicorn.
 const SYNC_CHUNK: usize = 256;
@@ -42,10 +39,14 @@ pub struct Machine<'i> {
     checking: bool,
     pub replayer: Replayer,
     pub trail: Trail,
-    pub ops: Vec<Op>,
+    /// The heap calls' ops, with their steps.
+    pub call_ops: Vec<(usize, Op)>,
     pub accesses: Vec<AccessRecord>,
     pub events: Vec<Event>,
     pub tracker: Tracker,
+    /// The live block the last access fell in (a loop touches the same block over and over);
+    /// cleared by every heap call.
+    pub hot: Option<BlockInfo>,
     pub next_id: Id,
     pub disasm: Disassembler,
     /// `inspect()` of the heap as the last heap call left it (guest writes do not refresh it:
@@ -65,6 +66,10 @@ pub struct Machine<'i> {
     mem_hooks: Vec<UcHookId>,
     /// What the last bad memory access was, for the fault message.
     fault: Option<(Option<Addr>, String)>,
+    /// The instruction budget and the clock.
+    limits: Limits,
+    /// The wall-clock limit as asked for (for the exit).
+    timeout_ms: u64,
     scratch: Vec<u8>,
 }
 
@@ -104,10 +109,11 @@ impl<'i> Machine<'i> {
             checking: kind == AllocatorKind::CheckedBump,
             replayer: Replayer::new(heap),
             trail: Trail::off(),
-            ops: Vec::new(),
+            call_ops: Vec::new(),
             accesses: Vec::new(),
             events: Vec::new(),
             tracker: Tracker::default(),
+            hot: None,
             next_id: 0,
             disasm: Disassembler::default(),
             layout: None,
@@ -120,6 +126,8 @@ impl<'i> Machine<'i> {
             window: 0..0,
             mem_hooks: Vec::new(),
             fault: None,
+            limits: Limits::new(options.max_insns, options.timeout),
+            timeout_ms: u64::try_from(options.timeout.as_millis()).unwrap_or(u64::MAX),
             scratch: Vec::new(),
         })
     }
@@ -143,7 +151,7 @@ impl<'i> Machine<'i> {
         if self.dirty_since.take().is_none() {
             return;
         }
-        let step = self.ops.len();
+        let step = self.step();
         let findings: Vec<_> = self
             .replayer
             .heap()
@@ -156,7 +164,30 @@ impl<'i> Machine<'i> {
         }
     }
 
+    /// The number of ops recorded: the step the next one gets.
+    pub fn step(&self) -> usize {
+        self.call_ops.len() + self.accesses.len()
+    }
+
+    /// The live block holding all of `[addr, addr + len)`, looked up in the tracker only when
+    /// the block the last access fell in does not hold it.
+    fn live_holding(&mut self, addr: Addr, len: u64) -> Option<BlockInfo> {
+        let holds = |b: &BlockInfo| addr >= b.start && addr.saturating_add(len) <= b.end;
+        if let Some(b) = self.hot.filter(holds) {
+            return Some(b);
+        }
+        let found = self.tracker.live_containing(addr, len).copied();
+        if found.is_some() {
+            self.hot = found;
+        }
+        found
+    }
+
     /// One guest access to the heap; returns whether the run must stop.
+    ///
+    /// The hot path of a run: the access is checked by the allocator and (a write) stored in
+    /// its memory directly, as replaying its op would, and recorded compactly; nothing is
+    /// allocated unless something is reported.
     pub fn on_access(
         &mut self,
         access: Access,
@@ -168,15 +199,26 @@ impl<'i> Machine<'i> {
         if self.stop.is_some() {
             return true;
         }
-        if self.ops.len() >= self.max_ops {
+        let step = self.step();
+        if step >= self.max_ops {
             self.stop = Some(Exit::TraceLimit { ops: self.max_ops });
             return true;
         }
-        let step = self.ops.len();
-        let inside = self.tracker.live_containing(addr, len).cloned();
+        let inside = self.live_holding(addr, len);
+        let freed = match inside {
+            Some(_) => None,
+            None => self.tracker.freed_containing(addr, len).copied(),
+        };
+        // An access is recorded against a block by id when replaying that id lands on this
+        // address: always for a live block; for a freed one unless a realloc moved its id on
+        // (then the id names the new block, and only the address says where the access went).
         let owner = inside
-            .clone()
-            .or_else(|| self.tracker.freed_containing(addr, len).cloned());
+            .or(freed.filter(|b| self.replayer.held(b.id).is_none()))
+            .map(|b| Owner {
+                id: b.id,
+                offset: addr - b.start,
+            });
+        let stored = len.min(8);
         let value = match access {
             Access::Write => value,
             // Read hooks run before the read: the model holds the bytes about to be read.
@@ -184,39 +226,30 @@ impl<'i> Machine<'i> {
                 .replayer
                 .heap()
                 .memory()
-                .slice(addr, len.min(8))
+                .slice(addr, stored)
                 .map_or(0, |b| {
                     let mut word = [0; 8];
                     word[..b.len()].copy_from_slice(b);
                     u64::from_le_bytes(word)
                 }),
         };
-        let bytes = || value.to_le_bytes()[..len.min(8) as usize].to_vec();
-        let op = match (access, &owner) {
-            (Access::Read, Some(b)) => Op::Read {
-                id: b.id,
-                offset: addr - b.start,
-                len,
-            },
-            (Access::Write, Some(b)) => Op::Write {
-                id: b.id,
-                offset: addr - b.start,
-                bytes: bytes(),
-            },
-            (Access::Read, None) => Op::ReadAt { addr, len },
-            (Access::Write, None) => Op::WriteAt {
-                addr,
-                bytes: bytes(),
-            },
-        };
         // Classified against the heap as the allocator laid it out at the last call, before
         // this access changes any byte of it.
         if inside.is_none() && !self.checking {
-            let freed = owner.is_some();
-            self.warn(step, access, addr, len, pc, freed);
+            self.warn(step, access, addr, len, pc, freed.is_some());
         }
-        let outcome = self.replayer.apply(&op, &mut self.trail);
-        self.ops.push(op);
+        // What replaying the op does: check the access, then store a write's bytes.
+        let heap = self.replayer.heap_mut();
+        let violation = match access {
+            Access::Read => heap.check_access(addr, len, access),
+            Access::Write => heap.check_access(addr, stored, access),
+        };
+        if access == Access::Write {
+            // A write outside the model's memory is dropped, as replaying it would drop it.
+            let _ = heap
+                .memory_mut()
+                .write(addr, &value.to_le_bytes()[..stored as usize]);
+        }
         self.accesses.push(AccessRecord {
             step,
             access,
@@ -224,42 +257,42 @@ impl<'i> Machine<'i> {
             size: len,
             value,
             pc,
+            owner,
         });
-        let mut stop = false;
-        for violation in outcome.violations {
-            let site = self.site(pc);
-            let first_bad = violation.bad.first().map_or(addr, |b| b.range.start);
-            let block = violation
-                .block
-                .as_ref()
-                .and_then(|r| self.tracker.starting_at(r.start))
-                .or_else(|| self.tracker.concerning(first_bad))
-                .cloned();
-            let report = report::access_report(
-                violation.class.name(),
-                access,
-                addr,
-                len,
-                first_bad,
-                &site,
-                block.as_ref(),
-            );
-            self.events.push(Event::Violation(ViolationEvent {
-                step,
-                violation,
-                site,
-                block,
-                report,
-            }));
-            stop |= self.stop_on_first;
-        }
         if inside.is_none() && access == Access::Write {
             self.dirty_since.get_or_insert(step);
         }
-        if stop {
+        let Some(violation) = violation else {
+            return false;
+        };
+        let site = self.site(pc);
+        let first_bad = violation.bad.first().map_or(addr, |b| b.range.start);
+        let block = violation
+            .block
+            .as_ref()
+            .and_then(|r| self.tracker.starting_at(r.start))
+            .or_else(|| self.tracker.concerning(first_bad))
+            .copied();
+        let report = report::access_report(
+            violation.class.name(),
+            access,
+            addr,
+            len,
+            first_bad,
+            &site,
+            block.as_ref(),
+        );
+        self.events.push(Event::Violation(ViolationEvent {
+            step,
+            violation,
+            site,
+            block,
+            report,
+        }));
+        if self.stop_on_first {
             self.stop = Some(Exit::StoppedOnViolation);
         }
-        stop
+        self.stop_on_first
     }
 
     /// Flags an access outside the program's blocks that the allocator lets through; `freed`
@@ -301,7 +334,7 @@ impl<'i> Machine<'i> {
         };
         let hit_state = hit.map(|b| b.state);
         let hit_range = hit.map(|b| b.range.clone());
-        let block = self.tracker.concerning(addr).cloned();
+        let block = self.tracker.concerning(addr).copied();
         let site = self.site(pc);
         let place = match &hit_range {
             Some(r) => format!("{what} [{:#x}, {:#x})", r.start, r.end),
@@ -499,7 +532,8 @@ fn on_heap_access(uc: &mut Uc<'_, '_>, ty: MemType, addr: u64, size: usize, valu
         MemType::WRITE => Access::Write,
         _ => return true,
     };
-    let pc = uc.pc_read().unwrap_or(0);
+    // RIP directly: `pc_read` would first ask Unicorn for the mode, a second call per access.
+    let pc = uc.reg_read(RegisterX86::RIP).unwrap_or(0);
     if uc
         .get_data_mut()
         .on_access(access, addr, size as u64, value as u64, pc)
@@ -580,6 +614,27 @@ fn on_heap_call(uc: &mut Uc<'_, '_>, function: HeapFunction) {
     }
 }
 
+/// A translated block is about to run: count it against the budget, now and then look at the
+/// clock (see [`super::limits`]).
+fn on_block(uc: &mut Uc<'_, '_>, addr: Addr, size: u32) {
+    let machine = uc.get_data_mut();
+    let image = machine.image;
+    match machine
+        .limits
+        .on_block(addr, size, || image.code_at(addr, size as usize))
+    {
+        Verdict::Run => {}
+        Verdict::TimedOut => {
+            let ms = machine.timeout_ms;
+            stop_with(uc, Exit::Timeout { ms });
+        }
+        // Not an exit: the run resumes with Unicorn counting (see `run`).
+        Verdict::BudgetTail => {
+            let _ = uc.emu_stop();
+        }
+    }
+}
+
 fn on_bad_memory(uc: &mut Uc<'_, '_>, ty: MemType, addr: u64, size: usize, _value: i64) -> bool {
     let what = match ty {
         MemType::READ_UNMAPPED => "READ of unmapped memory",
@@ -611,13 +666,6 @@ pub fn run(
     }
     let entry = image.resolve(&options.entry)?;
     let machine = Machine::new(image, kind, config, options)?;
-    // One Unicorn run at a time per process: runs in parallel threads were seen to end early
-    // now and then (about one run in a few hundred, never with one thread), which points at
-    // state Unicorn shares between instances. Declared before the machine, so the machine is
-    // dropped while the lock is still held.
-    let _one_at_a_time = RUNNING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let unicorn_error = |what: &str, e: uc_error| EmulateError::Map {
         origin: image.origin.clone(),
         message: format!("{what}: {e:?}"),
@@ -699,13 +747,28 @@ pub fn run(
     }
     uc.reg_write(RegisterX86::RSP, rsp)
         .map_err(|e| unicorn_error("setting the stack", e))?;
-    let timeout_us = u64::try_from(options.timeout.as_micros())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let started = Instant::now();
-    let count = usize::try_from(options.max_insns).unwrap_or(usize::MAX);
-    let result = uc.emu_start(entry, layout::SENTINEL, timeout_us, count);
-    let elapsed = started.elapsed();
+    // The budget and the clock are watched from a block hook, not by emu_start (see
+    // `limits`): Unicorn neither counts nor times here, until the budget's last few
+    // instructions, which it counts one by one.
+    uc.add_block_hook(1, 0, on_block)
+        .map_err(|e| unicorn_error("hooking blocks for the budget and the clock", e))?;
+    // The clock starts now, the setup done.
+    uc.get_data_mut().limits = Limits::new(options.max_insns, options.timeout);
+    let mut result = uc.emu_start(entry, layout::SENTINEL, 0, 0);
+    // The instructions that were left when the run paused for the budget's tail, if it did.
+    let mut tail_left = None;
+    if result.is_ok() && uc.get_data().stop.is_none() && uc.get_data().limits.at_budget_tail() {
+        let remaining = uc.get_data().limits.remaining();
+        tail_left = Some(remaining);
+        if remaining > 0 {
+            let at = uc.pc_read().unwrap_or(0);
+            // Unicorn's count is a code hook: blocks translated without it must go.
+            result = uc.ctl_flush_tb().and_then(|()| {
+                let count = usize::try_from(remaining).unwrap_or(usize::MAX);
+                uc.emu_start(at, layout::SENTINEL, 0, count)
+            });
+        }
+    }
     let pc = uc.pc_read().ok();
     let rax = uc.reg_read(RegisterX86::RAX).unwrap_or(0);
     let machine = uc.get_data_mut();
@@ -732,29 +795,32 @@ pub fn run(
                 }
             }
             Ok(()) if pc == Some(layout::SENTINEL) => Exit::Returned { value: rax },
-            Ok(()) if elapsed >= options.timeout => Exit::Timeout {
-                ms: u64::try_from(options.timeout.as_millis()).unwrap_or(u64::MAX),
-            },
+            // Otherwise Unicorn stops without an error at a `hlt`, and when its count runs out,
+            // which it only keeps in the budget's tail; there a `hlt` is told by the byte
+            // before the pc.
             Ok(()) => {
-                let halted = pc
+                let after_hlt = pc
                     .and_then(|pc| pc.checked_sub(1))
-                    .is_some_and(|at| image.code_at(at, 1) == [0xf4]);
-                if halted {
-                    Exit::Fault {
-                        pc: pc.and_then(|pc| pc.checked_sub(1)),
-                        message: "hlt".to_owned(),
-                    }
-                } else {
-                    Exit::BudgetExhausted {
+                    .filter(|&at| image.code_at(at, 1) == [0xf4]);
+                match (tail_left, after_hlt) {
+                    (Some(0), _) | (Some(_), None) => Exit::BudgetExhausted {
                         max_insns: options.max_insns,
-                    }
+                    },
+                    (Some(_), Some(at)) => Exit::Fault {
+                        pc: Some(at),
+                        message: "hlt".to_owned(),
+                    },
+                    (None, at) => Exit::Fault {
+                        pc: at.or(pc),
+                        message: "hlt".to_owned(),
+                    },
                 }
             }
         }
     };
-    machine.dirty_since.get_or_insert(machine.ops.len());
+    let step = machine.step();
+    machine.dirty_since.get_or_insert(step);
     machine.check_corruption();
-    let step = machine.ops.len();
     machine.events.push(Event::Exit {
         step,
         exit: exit.clone(),
@@ -770,7 +836,7 @@ pub fn run(
     Ok(Run {
         kind,
         config: config.clone(),
-        ops: std::mem::take(&mut machine.ops),
+        call_ops: std::mem::take(&mut machine.call_ops),
         accesses: std::mem::take(&mut machine.accesses),
         events: std::mem::take(&mut machine.events),
         exit,

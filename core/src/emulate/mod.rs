@@ -26,10 +26,12 @@
 //! pointer returned gets a new id), and each guest heap access becomes an op too: `Read`/`Write`
 //! of a held block by id and offset when it falls inside what the program asked for, and
 //! `ReadAt`/`WriteAt` by address otherwise (a header, a free block, space never handed out).
-//! The machine applies these ops through a [`Replayer`](crate::Replayer) as they happen, so
-//! replaying [`Run::ops`] against a fresh allocator of the same kind and settings reproduces the
-//! run's heap exactly; events (calls, violations, warnings, corruption, the exit) name the step
-//! (op index) they belong to.
+//! The machine applies the calls through a [`Replayer`](crate::Replayer) as they happen, and
+//! checks and stores each access with the allocator directly (exactly what applying its op
+//! does, without building the op: accesses are the hot path, recorded compactly as
+//! [`AccessRecord`]s), so replaying [`Run::ops`] against a fresh allocator of the same kind and
+//! settings reproduces the run's heap exactly; events (calls, violations, warnings, corruption,
+//! the exit) name the step (op index) they belong to.
 //!
 //! Under `checked-bump` every access is checked and each bad one is a [`Violation`] reported
 //! like AddressSanitizer does; under the other allocators, accesses into headers, free blocks or
@@ -39,6 +41,7 @@ mod disasm;
 mod heap_calls;
 pub mod image;
 pub mod layout;
+mod limits;
 mod machine;
 mod program;
 pub mod report;
@@ -286,7 +289,8 @@ pub struct CallEvent {
     pub note: Option<String>,
 }
 
-/// One guest access to the heap.
+/// One guest access to the heap, recorded compactly (no allocation per access): its op is
+/// built only when asked for ([`AccessRecord::op`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessRecord {
     /// The step (op index) it recorded.
@@ -301,6 +305,50 @@ pub struct AccessRecord {
     pub value: u64,
     /// The instruction.
     pub pc: Addr,
+    /// The program's block the access is recorded against (`Read`/`Write` by id and offset);
+    /// `None` for accesses recorded by address (`ReadAt`/`WriteAt`).
+    pub owner: Option<Owner>,
+}
+
+/// The block an access is recorded against: its id and the offset into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The program's id for the block.
+    pub id: crate::trace::Id,
+    /// Bytes from the block's start.
+    pub offset: u64,
+}
+
+impl AccessRecord {
+    /// Bytes a write stores (the hook's value holds at most 8).
+    fn stored_len(&self) -> usize {
+        self.size.min(8) as usize
+    }
+
+    /// The trace operation this access is.
+    pub fn op(&self) -> Op {
+        let bytes = || self.value.to_le_bytes()[..self.stored_len()].to_vec();
+        match (self.access, self.owner) {
+            (Access::Read, Some(o)) => Op::Read {
+                id: o.id,
+                offset: o.offset,
+                len: self.size,
+            },
+            (Access::Write, Some(o)) => Op::Write {
+                id: o.id,
+                offset: o.offset,
+                bytes: bytes(),
+            },
+            (Access::Read, None) => Op::ReadAt {
+                addr: self.addr,
+                len: self.size,
+            },
+            (Access::Write, None) => Op::WriteAt {
+                addr: self.addr,
+                bytes: bytes(),
+            },
+        }
+    }
 }
 
 /// Where a finding happened in the guest.
@@ -313,7 +361,7 @@ pub struct Site {
 }
 
 /// What a tracked block is, for reports: its bounds and when it was allocated and freed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BlockInfo {
     /// The program's id for it.
     pub id: u64,
@@ -413,8 +461,9 @@ pub struct Run {
     /// The settings it ran with (emulation defaults filled in); a fresh allocator built with
     /// them and replaying [`Run::ops`] ends in the same state as [`Run::heap`].
     pub config: HeapConfig,
-    /// The trace: heap calls and heap accesses, in order.
-    pub ops: Vec<Op>,
+    /// The heap calls' operations, each with its step, in step order (the rest of the trace
+    /// is [`Run::accesses`]; [`Run::ops`] merges the two).
+    pub call_ops: Vec<(usize, Op)>,
     /// Every guest heap access, in order (each also an op).
     pub accesses: Vec<AccessRecord>,
     /// Calls, violations, warnings, corruption and the exit, in step order.
@@ -426,6 +475,35 @@ pub struct Run {
 }
 
 impl Run {
+    /// The number of operations recorded (heap calls and heap accesses).
+    pub fn op_count(&self) -> usize {
+        self.call_ops.len() + self.accesses.len()
+    }
+
+    /// The operation at `step`.
+    pub fn op(&self, step: usize) -> Option<Op> {
+        if let Ok(i) = self.call_ops.binary_search_by_key(&step, |(s, _)| *s) {
+            return self.call_ops.get(i).map(|(_, op)| op.clone());
+        }
+        let i = self.accesses.binary_search_by_key(&step, |a| a.step).ok()?;
+        self.accesses.get(i).map(AccessRecord::op)
+    }
+
+    /// The trace: heap calls and heap accesses as operations, in order. Replaying it against a
+    /// fresh allocator of the same kind and settings reproduces the run's heap.
+    pub fn ops(&self) -> Vec<Op> {
+        let mut ops = Vec::with_capacity(self.op_count());
+        let mut calls = self.call_ops.iter().peekable();
+        for access in &self.accesses {
+            while let Some((_, op)) = calls.next_if(|(step, _)| *step < access.step) {
+                ops.push(op.clone());
+            }
+            ops.push(access.op());
+        }
+        ops.extend(calls.map(|(_, op)| op.clone()));
+        ops
+    }
+
     /// The violations found.
     pub fn violations(&self) -> impl Iterator<Item = &ViolationEvent> {
         self.events.iter().filter_map(|e| match e {
@@ -448,6 +526,22 @@ impl Run {
             Event::Call(c) => Some(c),
             _ => None,
         })
+    }
+
+    /// Every finding as one list, in step order: violations, warnings, corruption reports and
+    /// refused calls (a refusal that a violation on the same step explains, a double free
+    /// under `checked-bump`, is listed once, as the violation).
+    pub fn reports(&self) -> Vec<report::GuestReport> {
+        let violated: std::collections::BTreeSet<usize> =
+            self.violations().map(|v| v.step).collect();
+        let mut reports: Vec<_> = self
+            .events
+            .iter()
+            .filter_map(report::GuestReport::of)
+            .filter(|r| !(r.kind == report::ReportKind::Refused && violated.contains(&r.step)))
+            .collect();
+        reports.sort_by_key(|r| r.step);
+        reports
     }
 
     /// Every corruption finding reported.

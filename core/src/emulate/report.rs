@@ -1,9 +1,166 @@
 //! Reports in AddressSanitizer's words: what, READ/WRITE of N bytes at ADDR, the instruction,
 //! and where the address lies relative to the block concerned.
 
-use super::{BlockInfo, Site};
+use super::{BlockInfo, Event, Site};
 use crate::Addr;
 use crate::access::Access;
+use crate::allocator::AllocError;
+
+/// What a [`GuestReport`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReportKind {
+    /// A bad access or free the checking allocator caught.
+    Violation,
+    /// An access a non-checking allocator lets through into a header, a free block or space
+    /// never handed out.
+    Warning,
+    /// The allocator's `validate()` found its heap broken.
+    Corruption,
+    /// A heap call the allocator refused (a double free under dlmalloc, say).
+    Refused,
+}
+
+impl ReportKind {
+    /// Every kind, in the order lists filter them.
+    pub const ALL: [ReportKind; 4] = [
+        ReportKind::Violation,
+        ReportKind::Warning,
+        ReportKind::Corruption,
+        ReportKind::Refused,
+    ];
+
+    /// The word a list shows for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReportKind::Violation => "violation",
+            ReportKind::Warning => "warning",
+            ReportKind::Corruption => "corruption",
+            ReportKind::Refused => "refused call",
+        }
+    }
+}
+
+/// One finding of a run in a single shape, for lists: a violation, a warning, a corruption
+/// report or a refused call, with where it happened in the guest and the block it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestReport {
+    /// What it is.
+    pub kind: ReportKind,
+    /// The step (op index) it belongs to.
+    pub step: usize,
+    /// The position that shows it: after the access or call (`step + 1`); for corruption, the
+    /// position at which `validate()` found it (`step`, before the call it was checked at).
+    pub position: usize,
+    /// The class (`heap-buffer-overflow`, `use-after-free`, …, `heap-corruption`, or the
+    /// refusal's kind).
+    pub class: String,
+    /// Read or write, for accesses.
+    pub access: Option<Access>,
+    /// The address concerned: the access's first byte, the pointer freed, where the heap is
+    /// broken.
+    pub addr: Option<Addr>,
+    /// Bytes accessed, for accesses.
+    pub size: Option<u64>,
+    /// The guest instruction.
+    pub site: Site,
+    /// The program's block concerned, when known.
+    pub block: Option<BlockInfo>,
+    /// The report in full, AddressSanitizer style (several lines).
+    pub text: String,
+}
+
+impl GuestReport {
+    /// The report of `event`, unless it is a successful call or the exit.
+    pub fn of(event: &Event) -> Option<GuestReport> {
+        match event {
+            Event::Violation(v) => Some(GuestReport {
+                kind: ReportKind::Violation,
+                step: v.step,
+                position: v.step + 1,
+                class: v.violation.class.name().to_owned(),
+                access: v.violation.access,
+                addr: Some(v.violation.addr),
+                size: v.violation.access.map(|_| v.violation.len),
+                site: v.site.clone(),
+                block: v.block,
+                text: v.report.clone(),
+            }),
+            Event::Warning(w) => Some(GuestReport {
+                kind: ReportKind::Warning,
+                step: w.step,
+                position: w.step + 1,
+                class: w.class.name().to_owned(),
+                access: Some(w.access),
+                addr: Some(w.addr),
+                size: Some(w.size),
+                site: w.site.clone(),
+                block: w.block,
+                text: w.report.clone(),
+            }),
+            Event::Corruption { step, findings } => Some(GuestReport {
+                kind: ReportKind::Corruption,
+                step: *step,
+                position: *step,
+                class: "heap-corruption".to_owned(),
+                access: None,
+                addr: findings.iter().find_map(|f| f.addr),
+                size: None,
+                site: Site::default(),
+                block: None,
+                text: findings
+                    .iter()
+                    .map(|f| format!("heap corrupted: {}", f.message))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            }),
+            Event::Call(call) => {
+                let error: &AllocError = call.result.as_ref().err()?;
+                let args: Vec<String> = call.args.iter().map(|a| format!("{a:#x}")).collect();
+                Some(GuestReport {
+                    kind: ReportKind::Refused,
+                    step: call.step,
+                    position: call.step + 1,
+                    class: kebab(&format!("{:?}", error.kind)),
+                    access: None,
+                    addr: call.args.first().copied(),
+                    size: None,
+                    site: Site {
+                        pc: call.pc,
+                        instruction: None,
+                    },
+                    block: None,
+                    text: format!(
+                        "refused: {}({}): {}\n    {}",
+                        call.function.name(),
+                        args.join(", "),
+                        error.message,
+                        site_line(&Site {
+                            pc: call.pc,
+                            instruction: None
+                        })
+                    ),
+                })
+            }
+            Event::Exit { .. } => None,
+        }
+    }
+}
+
+/// `DoubleFree` as `double-free`.
+fn kebab(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Where `addr` lies relative to `block`, and when the block was allocated and freed:
 /// "0x1009 is 0 bytes past the end of the 9-byte block [0x1000, 0x1009) allocated at step 0

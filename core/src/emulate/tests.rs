@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::report::ReportKind;
 use super::*;
 use crate::replay::Replayer;
 use crate::{Allocator, Trail};
@@ -19,7 +20,7 @@ fn run_code(code: &str, kind: AllocatorKind, options: &Options) -> Run {
 
 fn replayed(run: &Run) -> Box<dyn Allocator> {
     let mut replayer = Replayer::new(run.kind.build(&run.config).unwrap());
-    for op in &run.ops {
+    for op in &run.ops() {
         replayer.apply(op, &mut Trail::off());
     }
     replayer.into_heap()
@@ -67,6 +68,14 @@ fn guest_writes_reach_the_model_and_model_writes_reach_the_guest() {
         else {
             panic!("{kind}: malloc failed");
         };
+        // The guest's heap is the allocator's memory, at the allocator's addresses.
+        let memory = run.heap.memory();
+        assert!(
+            (memory.base()..memory.end()).contains(&ptr),
+            "{kind}: {ptr:#x} outside [{:#x}, {:#x})",
+            memory.base(),
+            memory.end()
+        );
         // The guest stored 42 at p[0] and then read p[0] back after the free: what it read is
         // what the model's memory held after its free.
         let Exit::Returned { value } = run.exit else {
@@ -111,7 +120,59 @@ fn stop_on_first_ends_the_run_at_the_first_violation() {
     assert_eq!(run.exit, Exit::StoppedOnViolation);
     assert_eq!(run.violations().count(), 1);
     // The write that violated is the last op: nothing after it was recorded.
-    assert!(matches!(run.ops.last(), Some(Op::WriteAt { .. })));
+    assert!(matches!(run.ops().last(), Some(Op::WriteAt { .. })));
+}
+
+#[test]
+fn reports_list_each_finding_once_with_the_position_that_shows_it() {
+    let run = run_code(DEMO, AllocatorKind::CheckedBump, &Options::default());
+    let reports = run.reports();
+    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [ReportKind::Violation, ReportKind::Violation]);
+    let overflow = &reports[0];
+    assert_eq!(overflow.class, "heap-buffer-overflow");
+    assert_eq!(overflow.access, Some(Access::Write));
+    assert_eq!(overflow.size, Some(1));
+    assert_eq!(overflow.position, overflow.step + 1);
+    assert_eq!(overflow.site.pc, Some(image::CODE_BASE + 0x17));
+    assert_eq!(overflow.block.map(|b| b.end), overflow.addr);
+    assert_eq!(
+        Some(&overflow.text),
+        run.violations().next().map(|v| &v.report)
+    );
+    let warned = run_code(DEMO, AllocatorKind::FreeingBump, &Options::default()).reports();
+    assert!(warned.iter().all(|r| r.kind == ReportKind::Warning));
+    assert_eq!(warned.len(), 2);
+
+    // p = malloc(16); free(p); free(p);
+    let double_free = "bf10000000 b810100000 ffd0 4889c3 4889c7 b840100000 ffd0 \
+                       4889df b840100000 ffd0 c3";
+    let run = run_code(double_free, AllocatorKind::CheckedBump, &Options::default());
+    assert!(
+        run.calls().any(|c| c.result.is_err()),
+        "the second free is refused"
+    );
+    let reports = run.reports();
+    assert_eq!(
+        reports.len(),
+        1,
+        "the refusal the violation explains is not listed"
+    );
+    assert_eq!(reports[0].kind, ReportKind::Violation);
+    assert_eq!(reports[0].class, "double-free");
+    let refusals: Vec<_> = AllocatorKind::ALL
+        .iter()
+        .flat_map(|&kind| run_code(double_free, kind, &Options::default()).reports())
+        .filter(|r| r.kind == ReportKind::Refused)
+        .collect();
+    assert!(
+        !refusals.is_empty(),
+        "some allocator refuses the second free"
+    );
+    for r in &refusals {
+        assert!(r.text.starts_with("refused: free(0x"), "{}", r.text);
+        assert_eq!(r.position, r.step + 1);
+    }
 }
 
 #[test]
@@ -124,7 +185,7 @@ fn faults_end_the_run_with_a_clear_message_and_keep_the_trace() {
     };
     assert_eq!(*pc, Some(image::CODE_BASE + 0xc));
     assert!(message.contains("null pointer"), "{message}");
-    assert_eq!(run.ops.len(), 1, "the malloc is kept");
+    assert_eq!(run.op_count(), 1, "the malloc is kept");
     assert!(matches!(
         run.events.last(),
         Some(Event::Exit { step: 1, .. })
@@ -136,6 +197,18 @@ fn faults_end_the_run_with_a_clear_message_and_keep_the_trace() {
             || matches!(&ud2.exit, Exit::Fault { message, .. } if message.contains("invalid")),
         "{}",
         ud2.exit
+    );
+    // The code is mapped read and execute only: a write to it faults.
+    let self_modifying = run_code(
+        "c605f9ffffff90 c3",
+        AllocatorKind::Bump,
+        &Options::default(),
+    );
+    assert!(
+        matches!(&self_modifying.exit, Exit::Fault { pc: Some(pc), message }
+            if *pc == image::CODE_BASE && message.contains("WRITE to read-only memory")),
+        "{}",
+        self_modifying.exit
     );
     let syscall = run_code("0f05 c3", AllocatorKind::Bump, &Options::default());
     assert!(
@@ -182,6 +255,35 @@ fn the_budget_and_the_clock_end_a_loop_that_never_returns() {
 }
 
 #[test]
+fn the_budget_counts_every_instruction_of_a_loop() {
+    // p = malloc(16); then forever: mov [rax],rcx; inc rcx; jmp back (three instructions, one
+    // heap write each time round).
+    let code = "bf10000000 b810100000 ffd0 488908 48ffc1 ebf8";
+    let writes = |max_insns| {
+        let run = run_code(
+            code,
+            AllocatorKind::CheckedBump,
+            &Options {
+                max_insns,
+                ..Options::default()
+            },
+        );
+        assert_eq!(run.exit, Exit::BudgetExhausted { max_insns });
+        run.accesses.len() as u64
+    };
+    let counts: Vec<u64> = (3_000..3_009).map(writes).collect();
+    // One more write for every three more instructions, wherever in the loop the budget ends.
+    for (i, pair) in counts.windows(2).enumerate() {
+        let step = pair[1] - pair[0];
+        assert!(step <= 1, "{counts:?}");
+        if i >= 2 {
+            assert_eq!(pair[1] - counts[i - 2], 1, "{counts:?}");
+        }
+    }
+    assert!((990..=1_000).contains(&counts[0]), "{counts:?}");
+}
+
+#[test]
 fn entry_and_arguments_follow_system_v() {
     // return rdi * 4 + rsi
     let sum = run_code(
@@ -194,6 +296,17 @@ fn entry_and_arguments_follow_system_v() {
     );
     // lea rax,[rdi+rdi*2]; add rax,rdi; add rax,rsi -> 4*5 + 3
     assert_eq!(sum.exit, Exit::Returned { value: 23 });
+    // Raw code entered past its first bytes: ud2 (never run), then mov eax,42; ret.
+    let bytes = parse_hex("0f0b b82a000000 c3").unwrap();
+    let image = Image::from_code(&bytes, 2, "offset").unwrap();
+    let offset = run(
+        &image,
+        AllocatorKind::Bump,
+        &HeapConfig::default(),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(offset.exit, Exit::Returned { value: 42 });
     let too_many = parse_hex("c3").unwrap();
     let image = Image::from_code(&too_many, 0, "t").unwrap();
     let err = run(
@@ -251,12 +364,15 @@ fn aligned_calls_bad_frees_and_reallocs_of_freed_blocks() {
             Ok(Some(_)) => {
                 // The bad free names an address, not a block, and is passed on as made.
                 assert!(
-                    matches!(run.ops[calls[1].step], Op::FreeAt { .. }),
+                    matches!(run.op(calls[1].step), Some(Op::FreeAt { .. })),
                     "{kind}"
                 );
                 // realloc of a freed pointer is not passed on: the guest gets NULL.
                 assert!(calls[4].note.is_some(), "{kind}");
-                assert!(matches!(run.ops[calls[4].step], Op::Mark { .. }), "{kind}");
+                assert!(
+                    matches!(run.op(calls[4].step), Some(Op::Mark { .. })),
+                    "{kind}"
+                );
                 assert_eq!(run.exit, Exit::Returned { value: 0 }, "{kind}");
             }
             // Allocators that cannot align to 64 refuse (posix_memalign returns EINVAL).
@@ -286,6 +402,42 @@ fn aligned_calls_bad_frees_and_reallocs_of_freed_blocks() {
             .report
             .contains("8 bytes inside the 40-byte block #1")
     );
+}
+
+#[test]
+fn a_write_through_the_pointer_realloc_moved_lands_where_the_guest_wrote_it() {
+    // p = malloc(16); q = realloc(p, 4096); p[0] = 1; return q;
+    let code = "53 bf10000000 b810100000 ffd0 4889c3 4889c7 be00100000 b830100000 ffd0 \
+                48c70301000000 5b c3";
+    let mut moved = 0;
+    for &kind in AllocatorKind::ALL {
+        let run = run_code(code, kind, &Options::default());
+        let calls: Vec<_> = run.calls().collect();
+        let (Ok(Some(p)), Ok(Some(q))) = (&calls[0].result, &calls[1].result) else {
+            panic!("{kind}: {:?}", run.events);
+        };
+        let write = run.accesses.last().unwrap();
+        assert_eq!((write.addr, write.value), (*p, 1), "{kind}");
+        if p != q {
+            moved += 1;
+            // The id now names the new block: the access is recorded by its address.
+            assert_eq!(write.owner, None, "{kind}");
+            assert!(
+                matches!(run.ops().last(), Some(Op::WriteAt { .. })),
+                "{kind}"
+            );
+        }
+        // Replaying the trace writes where the guest wrote.
+        let heap = replayed(&run);
+        assert_eq!(heap.memory(), run.heap.memory(), "{kind}");
+        assert_eq!(run.heap.memory().read_u64(*p).ok(), Some(1), "{kind}");
+        if kind == AllocatorKind::CheckedBump {
+            let v = run.violations().next().expect("a use after the realloc");
+            assert_eq!(v.violation.class, ViolationClass::UseAfterFree);
+            assert_eq!(v.violation.addr, *p);
+        }
+    }
+    assert!(moved > 0, "some allocator moves the block");
 }
 
 #[test]

@@ -52,7 +52,7 @@ impl Tracker {
                     old,
                     BlockInfo {
                         freed_at: Some(step),
-                        ..b.clone()
+                        ..b
                     },
                 );
             }
