@@ -517,11 +517,19 @@ fn draw_hex(
     } else {
         Color32::from_gray(20)
     };
+    // Header fields are named along the top of the bar, over the bytes they were read from;
+    // the bytes sit below them.
+    let fields = draw_field_names(painter, &lane.layout, rect, lo, hi, x_of, colour);
+    let hex_y = if fields {
+        rect.bottom() - rect.height() * 0.32
+    } else {
+        rect.center().y
+    };
     for addr in lo..hi {
         if let Ok(byte) = memory.slice(addr, 1) {
             let x = x_of(addr) + px / 2.0;
             painter.text(
-                Pos2::new(x, rect.center().y),
+                Pos2::new(x, hex_y),
                 Align2::CENTER_CENTER,
                 format!("{:02x}", byte[0]),
                 font.clone(),
@@ -529,6 +537,68 @@ fn draw_hex(
             );
         }
     }
+}
+
+/// Names each decoded header field in `[lo, hi)` over its bytes, with a bracket spanning them;
+/// a name too long for its bytes is cut to fit. Returns whether any field was drawn.
+fn draw_field_names(
+    painter: &egui::Painter,
+    layout: &HeapLayout,
+    rect: Rect,
+    lo: Addr,
+    hi: Addr,
+    x_of: &dyn Fn(Addr) -> f32,
+    colour: Color32,
+) -> bool {
+    let font = FontId::proportional(10.0);
+    let top = rect.top() + 2.0;
+    let mut any = false;
+    let first = layout.blocks.partition_point(|b| b.range.end <= lo);
+    for block in layout.blocks[first..]
+        .iter()
+        .take_while(|b| b.range.start < hi)
+    {
+        for field in &block.fields {
+            let x0 = x_of(field.range.start) + 2.0;
+            let x1 = x_of(field.range.end) - 2.0;
+            if x1 - x0 < 8.0 {
+                continue;
+            }
+            any = true;
+            painter.hline(x0..=x1, top, Stroke::new(1.0, colour.gamma_multiply(0.6)));
+            for x in [x0, x1] {
+                painter.vline(
+                    x,
+                    top..=top + 3.0,
+                    Stroke::new(1.0, colour.gamma_multiply(0.6)),
+                );
+            }
+            // The name with its meaning when there is room, else the longest prefix of the
+            // name that fits between the bracket's ends.
+            let room = x1 - x0 - 4.0;
+            let explained = format!("{}: {}", field.name, field.meaning);
+            let mut text = field.name.clone();
+            let galley = painter.layout_no_wrap(explained, font.clone(), colour);
+            let galley = if galley.size().x <= room {
+                galley
+            } else {
+                loop {
+                    let galley = painter.layout_no_wrap(text.clone(), font.clone(), colour);
+                    if galley.size().x <= room || text.pop().is_none() {
+                        break galley;
+                    }
+                }
+            };
+            if galley.size().x <= room {
+                painter.galley(
+                    Pos2::new((x0 + x1 - galley.size().x) / 2.0, top + 1.0),
+                    galley,
+                    colour,
+                );
+            }
+        }
+    }
+    any
 }
 
 fn block_tooltip(ui: &mut Ui, block: &Block, addr: Addr) {
