@@ -107,7 +107,8 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
 
 fn lane_header(ui: &mut Ui, lane: &Lane, swatch: bool) {
     let s = lane.layout.stats;
-    ui.horizontal(|ui| {
+    // Wrapped: a long poisoning reason must not widen the map past the panel.
+    ui.horizontal_wrapped(|ui| {
         if swatch {
             // The lane's line colour in the overlaid plots.
             let (r, _) = ui.allocate_exact_size(Vec2::splat(10.0), Sense::hover());
@@ -115,7 +116,7 @@ fn lane_header(ui: &mut Ui, lane: &Lane, swatch: bool) {
                 .rect_filled(r, 2.0, palette::lane_colour(lane.kind));
         }
         ui.label(RichText::new(lane.kind.name()).strong().size(14.0));
-        ui.label(RichText::new(lane.kind.origin()).weak().small());
+        ui.label(RichText::new(lane.kind.origin()).weak().size(11.0));
         ui.separator();
         ui.label(
             RichText::new(format!(
@@ -125,8 +126,8 @@ fn lane_header(ui: &mut Ui, lane: &Lane, swatch: bool) {
                 bytes(s.held),
                 bytes(s.footprint)
             ))
-            .monospace()
-            .small(),
+            .size(11.0)
+            .weak(),
         );
         if let Some(why) = &lane.layout.poisoned {
             ui.label(
@@ -323,12 +324,17 @@ fn lane_bar(
     for marker in &layout.markers {
         let x = x_of(marker.addr);
         if x >= rect.left() && x <= rect.right() {
+            // Centred under the marker, unless that would cut it at either end of the bar.
             let anchor = if x > rect.right() - 80.0 {
                 Align2::RIGHT_TOP
+            } else if x < rect.left() + 80.0 {
+                Align2::LEFT_TOP
             } else {
                 Align2::CENTER_TOP
             };
-            let text = format!("{} {:#x}", marker.name, marker.addr);
+            let text = format!("{} {:#x}", marker.name, marker.addr)
+                .trim_start()
+                .to_owned();
             taken.push(full.text(
                 Pos2::new(x, label_y),
                 anchor,
