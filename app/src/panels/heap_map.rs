@@ -79,6 +79,11 @@ fn fit_window(layout: &HeapLayout) -> (Addr, u64) {
 
 /// Draws every visible lane and the legend.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
+    // Keep clear of the floating scroll bar, which covers the right end of the content (and
+    // with it the bars' end addresses) while the pointer is over the map.
+    let scroll = &ui.spacing().scroll;
+    let gutter = scroll.bar_width + scroll.bar_inner_margin + scroll.bar_outer_margin;
+    ui.set_max_width((ui.available_width() - gutter).max(0.0));
     let id = ui.scope_id().with("heap_map_view");
     let mut map: MapView = ui.data_mut(|d| *d.get_temp_mut_or_default(id));
     // Compare mode always draws every lane on one byte scale.
@@ -335,13 +340,14 @@ fn lane_bar(
             let text = format!("{} {:#x}", marker.name, marker.addr)
                 .trim_start()
                 .to_owned();
-            taken.push(full.text(
-                Pos2::new(x, label_y),
-                anchor,
-                text,
-                font.clone(),
-                ui.visuals().text_color(),
-            ));
+            // Markers closer than their labels are wide (many bins' heads, say) keep the
+            // first label: overlapping ones would be unreadable smudges.
+            let galley = full.layout_no_wrap(text, font.clone(), ui.visuals().text_color());
+            let r = anchor.anchor_size(Pos2::new(x, label_y), galley.size());
+            if !taken.iter().any(|t| t.expand(4.0).intersects(r)) {
+                full.galley(r.min, galley, ui.visuals().text_color());
+                taken.push(r);
+            }
         }
     }
     for (x, anchor, addr) in [
@@ -657,22 +663,35 @@ fn block_tooltip(ui: &mut Ui, block: &Block, addr: Addr) {
 
 fn legend(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let dark = ui.visuals().dark_mode;
+    // Each swatch and its name wrap together, never a swatch at a line's end without its name.
+    let entry = |ui: &mut Ui, colour: Color32, name: &str| {
+        let font = egui::TextStyle::Small.resolve(ui.style());
+        let text_width = ui
+            .painter()
+            .layout_no_wrap(name.to_owned(), font, Color32::WHITE)
+            .size()
+            .x;
+        let width = 12.0 + 2.0 * ui.spacing().item_spacing.x + text_width;
+        if ui.available_size_before_wrap().x < width {
+            ui.end_row();
+        }
+        ui.horizontal(|ui| {
+            let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+            ui.painter().rect_filled(rect, 2.0, colour);
+            ui.label(RichText::new(name).small());
+        });
+        ui.add_space(6.0);
+    };
     ui.horizontal_wrapped(|ui| {
         for &state in palette::LEGEND {
-            let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-            ui.painter()
-                .rect_filled(rect, 2.0, palette::state_fill(state, dark));
-            ui.label(RichText::new(palette::state_name(state)).small());
-            ui.add_space(6.0);
+            entry(
+                ui,
+                palette::state_fill(state, dark),
+                palette::state_name(state),
+            );
         }
-        let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-        ui.painter()
-            .rect_filled(rect, 2.0, palette::header_fill(BlockState::Live, dark));
-        ui.label(RichText::new("header").small());
-        ui.add_space(6.0);
-        let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-        ui.painter().rect_filled(rect, 2.0, palette::PROBLEM);
-        ui.label(RichText::new("bad access").small());
+        entry(ui, palette::header_fill(BlockState::Live, dark), "header");
+        entry(ui, palette::PROBLEM, "bad access");
     });
     ui.horizontal(|ui| {
         let mut shared = view.settings.shared_scale || view.settings.compare;
