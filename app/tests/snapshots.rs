@@ -20,14 +20,16 @@ const SIZE: [f32; 2] = [1280.0, 800.0];
 
 /// How close a rendering must be to its reference.
 ///
-/// Measured noise: the same six frames drawn by lavapipe (Vulkan) and by llvmpipe (OpenGL
-/// through EGL) differ in at most 30 pixels, by one level of one channel. The per-pixel
-/// threshold 0.05 allows a squared YIQ distance of 0.05² of black-to-white (about 13 grey
-/// levels); egui_kittest's default of 0.6 would let a text colour change by a hundred levels
-/// pass. A few pixels may exceed it, for an antialiased edge a different Mesa version places
-/// differently; a changed glyph alone moves dozens.
+/// The references are drawn by lavapipe (Mesa's Vulkan rasterizer; `.ci/setup` installs it).
+/// Measured noise: the same six frames drawn instead by llvmpipe (OpenGL through EGL) differ in
+/// at most 188 pixels per frame, by one level of one channel; the comparison (dify) still counts
+/// 128 of them (faint plot grid lines in the light theme) over a per-pixel threshold of 0.1 and
+/// one over 0.2. egui_kittest's default of 0.6 is looser than that noise needs; at 0.2 a changed
+/// label, the problem red shifted by 16 levels of blue, or the hex text by 20 grey levels, each
+/// fails by hundreds to thousands of pixels. A few pixels over it are allowed, for an antialiased
+/// edge another Mesa version places differently.
 fn options() -> SnapshotOptions {
-    SnapshotOptions::new().threshold(0.05).max_failed_pixels(8)
+    SnapshotOptions::new().threshold(0.2).max_failed_pixels(8)
 }
 
 /// Compares the harness's frame with `tests/snapshots/{name}.png`.
