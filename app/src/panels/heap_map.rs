@@ -571,8 +571,9 @@ fn draw_field_names(
         .take_while(|b| b.range.start < hi)
     {
         for field in &block.fields {
-            let x0 = x_of(field.range.start) + 2.0;
-            let x1 = x_of(field.range.end) - 2.0;
+            // A field cut by the view's edge is named over the part that shows.
+            let x0 = x_of(field.range.start).max(rect.left()) + 2.0;
+            let x1 = x_of(field.range.end).min(rect.right()) - 2.0;
             if x1 - x0 < 8.0 {
                 continue;
             }
