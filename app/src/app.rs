@@ -135,12 +135,16 @@ impl HeapscopeApp {
         app
     }
 
-    fn apply_theme(&self, ctx: &egui::Context) {
-        ctx.set_theme(if self.settings.dark {
+    fn theme(&self) -> egui::Theme {
+        if self.settings.dark {
             egui::Theme::Dark
         } else {
             egui::Theme::Light
-        });
+        }
+    }
+
+    fn apply_theme(&self, ctx: &egui::Context) {
+        ctx.set_theme(self.theme());
     }
 
     /// Queues a command as if a panel had pushed it (tests, and the command line).
@@ -448,6 +452,10 @@ fn unreachable_default(error: &str) -> Session {
 
 impl eframe::App for HeapscopeApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        // The chosen theme holds even if the host set another after the app was built.
+        if ctx.options(|o| o.theme_preference) != self.theme().into() {
+            self.apply_theme(ctx);
+        }
         self.keyboard(ctx);
         self.poll_loading(ctx);
         self.finished_exports();

@@ -54,6 +54,9 @@ fn run_gui(options: app::StartOptions) -> ExitCode {
             .with_inner_size([1440.0, 860.0])
             .with_min_inner_size([720.0, 480.0]),
         persist_window: !screenshot,
+        // Test builds also compile eframe's wgpu renderer (for the image snapshots); the
+        // window always draws with glow, whatever else is compiled in.
+        renderer: eframe::Renderer::Glow,
         ..Default::default()
     };
     let run = eframe::run_native(

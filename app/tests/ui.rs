@@ -340,3 +340,100 @@ fn clicking_a_metrics_plot_seeks_to_that_step() {
     let c = cursor(&h);
     assert!(c > n / 4 && c < 3 * n / 4, "cursor {c} of {n}");
 }
+
+#[test]
+fn a_bundled_scenario_opens_from_the_open_menu() {
+    let mut h = app();
+    click_hover(&mut h, "Step forward");
+    h.get_by_label("Open").click();
+    h.run_steps(2);
+    h.get_by_label("coalescing.ron").click();
+    h.run_steps(2);
+    let session = h.state().session();
+    assert_eq!(session.scenario.name, "Coalescing");
+    assert_eq!(
+        cursor(&h),
+        0,
+        "a newly opened scenario starts at its beginning"
+    );
+    assert!(h.get_all_by_label_contains("Coalescing").count() >= 1);
+}
+
+/// A file as the window system hands it over when dropped.
+#[derive(Debug)]
+struct DroppedPath(std::path::PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn a_file_dropped_on_the_window_opens() {
+    let mut h = app();
+    let path = temp_file("dropped.ron", BUGS);
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(DroppedPath(path)));
+    h.run_steps(1);
+    settle(&mut h);
+    assert_eq!(h.state().session().scenario.name, "bugs");
+}
+
+/// Whether a button's visible text is only symbols (an icon), not words.
+fn is_icon(label: &str) -> bool {
+    !label.chars().any(char::is_alphanumeric)
+}
+
+/// Every button whose face is only an icon, in the harness's current state, paired with its
+/// hover text (empty when it has none).
+fn icon_buttons(h: &Harness<'static, HeapscopeApp>) -> Vec<(String, String)> {
+    use egui::accesskit::Role;
+    use egui_kittest::kittest::NodeT;
+    h.get_all_by(|node| node.role() == Role::Button)
+        .filter_map(|node| {
+            let node = node.accesskit_node();
+            let label = node.label().unwrap_or_default();
+            is_icon(&label).then(|| (label, node.description().unwrap_or_default()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_icon_button_has_hover_text() {
+    assert!(is_icon("⏵⚠") && is_icon("✖") && !is_icon("Open"));
+    let mut h = app();
+    let mut seen = icon_buttons(&h);
+    // The buttons that appear only in other states: playing (pause), an error banner (dismiss),
+    // compare mode and the violations tab.
+    click_hover(&mut h, "Play / pause");
+    seen.extend(icon_buttons(&h));
+    click_hover(&mut h, "Play / pause");
+    h.state_mut()
+        .push_command(Command::Open("/nonexistent/heapscope.ron".into()));
+    h.run_steps(1);
+    settle(&mut h);
+    assert!(h.state().error().is_some());
+    seen.extend(icon_buttons(&h));
+    h.state_mut().push_command(Command::ToggleCompare);
+    h.state_mut().push_command(Command::ShowDockTab(
+        heapscope::settings::DockTab::Violations,
+    ));
+    h.run_steps(2);
+    seen.extend(icon_buttons(&h));
+    let glyphs: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    // The transport, the theme switch, pause and dismiss were all looked at.
+    for expected in ["⏮", "⏴", "▶", "⏸", "⏵", "⏭", "✖"] {
+        assert!(
+            glyphs.contains(&expected),
+            "{expected} not found in {glyphs:?}"
+        );
+    }
+    let bare: Vec<_> = seen.iter().filter(|(_, hover)| hover.is_empty()).collect();
+    assert!(bare.is_empty(), "icon buttons without hover text: {bare:?}");
+}

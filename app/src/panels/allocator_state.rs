@@ -9,24 +9,25 @@ use crate::palette;
 pub fn show(ui: &mut Ui, view: &View<'_>) {
     for lane in view.visible_lanes() {
         let layout = &lane.layout;
+        // The banner stands outside the lane's (maybe collapsed) details: it cannot be missed.
+        if let Some(why) = &layout.poisoned {
+            egui::Frame::new()
+                .fill(palette::PROBLEM)
+                .inner_margin(6.0)
+                .corner_radius(4.0)
+                .show(ui, |ui| {
+                    ui.label(
+                        RichText::new(format!("{} POISONED\n{why}", lane.kind))
+                            .strong()
+                            .size(16.0)
+                            .color(egui::Color32::WHITE),
+                    );
+                });
+        }
         egui::CollapsingHeader::new(RichText::new(lane.kind.name()).strong())
             .id_salt(("state", lane.kind))
             .default_open(layout.poisoned.is_some() || !lane.findings.is_empty())
             .show(ui, |ui| {
-                if let Some(why) = &layout.poisoned {
-                    egui::Frame::new()
-                        .fill(palette::PROBLEM)
-                        .inner_margin(6.0)
-                        .corner_radius(4.0)
-                        .show(ui, |ui| {
-                            ui.label(
-                                RichText::new(format!("POISONED\n{why}"))
-                                    .strong()
-                                    .size(16.0)
-                                    .color(egui::Color32::WHITE),
-                            );
-                        });
-                }
                 if let Some(exit) = &lane.exit {
                     ui.label(RichText::new(format!("program: {exit}")).monospace());
                 }

@@ -1,7 +1,7 @@
 //! The scenario's description: the small subset of Markdown scenarios use (headings,
-//! paragraphs, lists, `**bold**`, `` `code` ``), laid out as wrapped rich text.
+//! paragraphs, lists, pipe tables, `**bold**`, `` `code` ``), laid out as wrapped rich text.
 
-use eframe::egui::{FontId, RichText, TextFormat, Ui, text::LayoutJob};
+use eframe::egui::{self, FontId, RichText, TextFormat, Ui, text::LayoutJob};
 
 use super::View;
 
@@ -27,8 +27,48 @@ pub fn show(ui: &mut Ui, view: &View<'_>) {
             Md::Item(bullet, text) => {
                 ui.label(inline(ui, &text, &format!("{bullet} ")));
             }
+            Md::Table(rows) => {
+                table(ui, &rows);
+                ui.add_space(4.0);
+            }
         }
     }
+}
+
+/// A pipe table as a grid. A table wider than it is long (a row of values per heading, say)
+/// is turned on its side, so it fits the narrow panel.
+fn table(ui: &mut Ui, rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let cell = |r: usize, c: usize| -> &str {
+        let (r, c) = if columns > rows.len() { (c, r) } else { (r, c) };
+        rows.get(r)
+            .and_then(|row| row.get(c))
+            .map_or("", String::as_str)
+    };
+    let (shown_rows, shown_columns) = if columns > rows.len() {
+        (columns, rows.len())
+    } else {
+        (rows.len(), columns)
+    };
+    egui::Grid::new(ui.next_auto_id())
+        .striped(true)
+        .num_columns(shown_columns)
+        .show(ui, |ui| {
+            for r in 0..shown_rows {
+                for c in 0..shown_columns {
+                    let text = cell(r, c);
+                    // The heading row (or, on its side, column) stands out.
+                    let text =
+                        if (columns > rows.len() && c == 0) || (columns <= rows.len() && r == 0) {
+                            format!("**{text}**")
+                        } else {
+                            text.to_owned()
+                        };
+                    ui.label(inline(ui, &text, ""));
+                }
+                ui.end_row();
+            }
+        });
 }
 
 #[derive(Debug, PartialEq)]
@@ -36,6 +76,8 @@ enum Md {
     Heading(String),
     Paragraph(String),
     Item(String, String),
+    /// A pipe table's rows of cells, the separator row left out.
+    Table(Vec<Vec<String>>),
 }
 
 /// Splits Markdown into headings, paragraphs and list items (continuation lines joined).
@@ -48,7 +90,23 @@ fn blocks(text: &str) -> Vec<Md> {
             open = false;
             continue;
         }
-        if let Some(h) = trimmed.strip_prefix('#') {
+        if trimmed.starts_with('|') {
+            let cells: Vec<String> = trimmed
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect();
+            let separator = cells
+                .iter()
+                .all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':')));
+            if !separator {
+                match out.last_mut() {
+                    Some(Md::Table(rows)) if open => rows.push(cells),
+                    _ => out.push(Md::Table(vec![cells])),
+                }
+            }
+            open = true;
+        } else if let Some(h) = trimmed.strip_prefix('#') {
             out.push(Md::Heading(h.trim_start_matches('#').trim().to_owned()));
             open = false;
         } else if let Some(item) = trimmed
@@ -63,7 +121,7 @@ fn blocks(text: &str) -> Vec<Md> {
         {
             out.push(Md::Item(format!("{n}."), item.to_owned()));
             open = true;
-        } else if open {
+        } else if open && !matches!(out.last(), Some(Md::Table(_))) {
             match out.last_mut() {
                 Some(Md::Paragraph(p) | Md::Item(_, p)) => {
                     p.push(' ');
@@ -153,6 +211,22 @@ mod tests {
                 Md::Paragraph("Some text across lines.".into()),
                 Md::Item("1.".into(), "**first** item continues".into()),
                 Md::Item("•".into(), "bullet".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn pipe_tables_become_rows_of_cells() {
+        let md = "Before.\n\n| a | b |\n|---|:-:|\n| 1 | `2` |\nafter\n";
+        assert_eq!(
+            blocks(md),
+            vec![
+                Md::Paragraph("Before.".into()),
+                Md::Table(vec![
+                    vec!["a".into(), "b".into()],
+                    vec!["1".into(), "`2`".into()],
+                ]),
+                Md::Paragraph("after".into()),
             ]
         );
     }

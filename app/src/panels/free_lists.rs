@@ -11,6 +11,18 @@ const NODES_SHOWN: usize = 12;
 
 /// Draws the non-empty free lists of every visible lane.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
+    if view
+        .visible_lanes()
+        .all(|lane| lane.layout.free_lists.is_empty())
+    {
+        ui.label(
+            RichText::new(
+                "None of the shown allocators keeps a free list: they never reuse freed memory.",
+            )
+            .weak(),
+        );
+        return;
+    }
     for lane in view.visible_lanes() {
         let lists: Vec<_> = lane
             .layout

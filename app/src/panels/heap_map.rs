@@ -79,6 +79,11 @@ fn fit_window(layout: &HeapLayout) -> (Addr, u64) {
 
 /// Draws every visible lane and the legend.
 pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
+    // Keep clear of the floating scroll bar, which covers the right end of the content (and
+    // with it the bars' end addresses) while the pointer is over the map.
+    let scroll = &ui.spacing().scroll;
+    let gutter = scroll.bar_width + scroll.bar_inner_margin + scroll.bar_outer_margin;
+    ui.set_max_width((ui.available_width() - gutter).max(0.0));
     let id = ui.scope_id().with("heap_map_view");
     let mut map: MapView = ui.data_mut(|d| *d.get_temp_mut_or_default(id));
     // Compare mode always draws every lane on one byte scale.
@@ -107,7 +112,8 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
 
 fn lane_header(ui: &mut Ui, lane: &Lane, swatch: bool) {
     let s = lane.layout.stats;
-    ui.horizontal(|ui| {
+    // Wrapped: a long poisoning reason must not widen the map past the panel.
+    ui.horizontal_wrapped(|ui| {
         if swatch {
             // The lane's line colour in the overlaid plots.
             let (r, _) = ui.allocate_exact_size(Vec2::splat(10.0), Sense::hover());
@@ -115,7 +121,7 @@ fn lane_header(ui: &mut Ui, lane: &Lane, swatch: bool) {
                 .rect_filled(r, 2.0, palette::lane_colour(lane.kind));
         }
         ui.label(RichText::new(lane.kind.name()).strong().size(14.0));
-        ui.label(RichText::new(lane.kind.origin()).weak().small());
+        ui.label(RichText::new(lane.kind.origin()).weak().size(11.0));
         ui.separator();
         ui.label(
             RichText::new(format!(
@@ -125,8 +131,8 @@ fn lane_header(ui: &mut Ui, lane: &Lane, swatch: bool) {
                 bytes(s.held),
                 bytes(s.footprint)
             ))
-            .monospace()
-            .small(),
+            .size(11.0)
+            .weak(),
         );
         if let Some(why) = &lane.layout.poisoned {
             ui.label(
@@ -323,19 +329,25 @@ fn lane_bar(
     for marker in &layout.markers {
         let x = x_of(marker.addr);
         if x >= rect.left() && x <= rect.right() {
+            // Centred under the marker, unless that would cut it at either end of the bar.
             let anchor = if x > rect.right() - 80.0 {
                 Align2::RIGHT_TOP
+            } else if x < rect.left() + 80.0 {
+                Align2::LEFT_TOP
             } else {
                 Align2::CENTER_TOP
             };
-            let text = format!("{} {:#x}", marker.name, marker.addr);
-            taken.push(full.text(
-                Pos2::new(x, label_y),
-                anchor,
-                text,
-                font.clone(),
-                ui.visuals().text_color(),
-            ));
+            let text = format!("{} {:#x}", marker.name, marker.addr)
+                .trim_start()
+                .to_owned();
+            // Markers closer than their labels are wide (many bins' heads, say) keep the
+            // first label: overlapping ones would be unreadable smudges.
+            let galley = full.layout_no_wrap(text, font.clone(), ui.visuals().text_color());
+            let r = anchor.anchor_size(Pos2::new(x, label_y), galley.size());
+            if !taken.iter().any(|t| t.expand(4.0).intersects(r)) {
+                full.galley(r.min, galley, ui.visuals().text_color());
+                taken.push(r);
+            }
         }
     }
     for (x, anchor, addr) in [
@@ -517,11 +529,19 @@ fn draw_hex(
     } else {
         Color32::from_gray(20)
     };
+    // Header fields are named along the top of the bar, over the bytes they were read from;
+    // the bytes sit below them.
+    let fields = draw_field_names(painter, &lane.layout, rect, lo, hi, x_of, colour);
+    let hex_y = if fields {
+        rect.bottom() - rect.height() * 0.32
+    } else {
+        rect.center().y
+    };
     for addr in lo..hi {
         if let Ok(byte) = memory.slice(addr, 1) {
             let x = x_of(addr) + px / 2.0;
             painter.text(
-                Pos2::new(x, rect.center().y),
+                Pos2::new(x, hex_y),
                 Align2::CENTER_CENTER,
                 format!("{:02x}", byte[0]),
                 font.clone(),
@@ -529,6 +549,69 @@ fn draw_hex(
             );
         }
     }
+}
+
+/// Names each decoded header field in `[lo, hi)` over its bytes, with a bracket spanning them;
+/// a name too long for its bytes is cut to fit. Returns whether any field was drawn.
+fn draw_field_names(
+    painter: &egui::Painter,
+    layout: &HeapLayout,
+    rect: Rect,
+    lo: Addr,
+    hi: Addr,
+    x_of: &dyn Fn(Addr) -> f32,
+    colour: Color32,
+) -> bool {
+    let font = FontId::proportional(10.0);
+    let top = rect.top() + 2.0;
+    let mut any = false;
+    let first = layout.blocks.partition_point(|b| b.range.end <= lo);
+    for block in layout.blocks[first..]
+        .iter()
+        .take_while(|b| b.range.start < hi)
+    {
+        for field in &block.fields {
+            // A field cut by the view's edge is named over the part that shows.
+            let x0 = x_of(field.range.start).max(rect.left()) + 2.0;
+            let x1 = x_of(field.range.end).min(rect.right()) - 2.0;
+            if x1 - x0 < 8.0 {
+                continue;
+            }
+            any = true;
+            painter.hline(x0..=x1, top, Stroke::new(1.0, colour.gamma_multiply(0.6)));
+            for x in [x0, x1] {
+                painter.vline(
+                    x,
+                    top..=top + 3.0,
+                    Stroke::new(1.0, colour.gamma_multiply(0.6)),
+                );
+            }
+            // The name with its meaning when there is room, else the longest prefix of the
+            // name that fits between the bracket's ends.
+            let room = x1 - x0 - 4.0;
+            let explained = format!("{}: {}", field.name, field.meaning);
+            let mut text = field.name.clone();
+            let galley = painter.layout_no_wrap(explained, font.clone(), colour);
+            let galley = if galley.size().x <= room {
+                galley
+            } else {
+                loop {
+                    let galley = painter.layout_no_wrap(text.clone(), font.clone(), colour);
+                    if galley.size().x <= room || text.pop().is_none() {
+                        break galley;
+                    }
+                }
+            };
+            if galley.size().x <= room {
+                painter.galley(
+                    Pos2::new((x0 + x1 - galley.size().x) / 2.0, top + 1.0),
+                    galley,
+                    colour,
+                );
+            }
+        }
+    }
+    any
 }
 
 fn block_tooltip(ui: &mut Ui, block: &Block, addr: Addr) {
@@ -581,22 +664,35 @@ fn block_tooltip(ui: &mut Ui, block: &Block, addr: Addr) {
 
 fn legend(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let dark = ui.visuals().dark_mode;
+    // Each swatch and its name wrap together, never a swatch at a line's end without its name.
+    let entry = |ui: &mut Ui, colour: Color32, name: &str| {
+        let font = egui::TextStyle::Small.resolve(ui.style());
+        let text_width = ui
+            .painter()
+            .layout_no_wrap(name.to_owned(), font, Color32::WHITE)
+            .size()
+            .x;
+        let width = 12.0 + 2.0 * ui.spacing().item_spacing.x + text_width;
+        if ui.available_size_before_wrap().x < width {
+            ui.end_row();
+        }
+        ui.horizontal(|ui| {
+            let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+            ui.painter().rect_filled(rect, 2.0, colour);
+            ui.label(RichText::new(name).small());
+        });
+        ui.add_space(6.0);
+    };
     ui.horizontal_wrapped(|ui| {
         for &state in palette::LEGEND {
-            let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-            ui.painter()
-                .rect_filled(rect, 2.0, palette::state_fill(state, dark));
-            ui.label(RichText::new(palette::state_name(state)).small());
-            ui.add_space(6.0);
+            entry(
+                ui,
+                palette::state_fill(state, dark),
+                palette::state_name(state),
+            );
         }
-        let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-        ui.painter()
-            .rect_filled(rect, 2.0, palette::header_fill(BlockState::Live, dark));
-        ui.label(RichText::new("header").small());
-        ui.add_space(6.0);
-        let (rect, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-        ui.painter().rect_filled(rect, 2.0, palette::PROBLEM);
-        ui.label(RichText::new("bad access").small());
+        entry(ui, palette::header_fill(BlockState::Live, dark), "header");
+        entry(ui, palette::PROBLEM, "bad access");
     });
     ui.horizontal(|ui| {
         let mut shared = view.settings.shared_scale || view.settings.compare;

@@ -6,7 +6,7 @@
 //! layout measures are sampled at evenly spaced steps (see [`crate::series`]).
 
 use eframe::egui::{self, Color32, Id, RichText, ScrollArea, Ui};
-use egui_plot::{GridMark, HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints, VLine};
+use egui_plot::{GridMark, HoverPosition, Line, LineStyle, Plot, PlotPoints, VLine};
 use heapscope_core::AllocatorKind;
 
 use super::{Commands, View, short_bytes};
@@ -101,6 +101,24 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
                 .monospace()
                 .small(),
             );
+            // The bytes plot's legend, out here so it covers none of its lines.
+            ui.add_space(12.0);
+            let dark = ui.visuals().dark_mode;
+            for (name, colour) in [
+                ("footprint", palette::FOOTPRINT),
+                ("held", palette::HELD),
+                ("requested", palette::REQUESTED),
+            ] {
+                let (r, _) =
+                    ui.allocate_exact_size(egui::Vec2::new(14.0, 10.0), egui::Sense::hover());
+                ui.painter().hline(
+                    r.x_range(),
+                    r.center().y,
+                    egui::Stroke::new(2.0, palette::on_theme(colour, dark)),
+                );
+                ui.label(RichText::new(name).monospace().small());
+                ui.add_space(6.0);
+            }
         } else {
             // One legend for all three plots: in-plot legends would cover the lines.
             for lane in &lanes {
@@ -275,7 +293,6 @@ fn plot(
     let link = Id::unique("metrics_plots");
     let playhead = ui.visuals().strong_text_color();
     let dark = ui.visuals().dark_mode;
-    let with_legend = (2..=3).contains(&curves.len());
     let mut plot = Plot::new(id)
         .width(width)
         .height(height)
@@ -316,13 +333,6 @@ fn plot(
                 [small, small * 4.0, small * 16.0]
             }));
         }
-    }
-    if with_legend {
-        plot = plot.legend(
-            Legend::default()
-                .position(egui_plot::Corner::LeftTop)
-                .background_alpha(0.6),
-        );
     }
     let columns = width.max(1.0) as usize;
     let ctx = ui.ctx().clone();
