@@ -48,6 +48,8 @@ pub struct Lane {
     pub guest_reports: Vec<GuestReport>,
     /// The last block described in full, with the position it was described at.
     described: RefCell<Option<(usize, Block)>>,
+    /// The last run of blocks described in full, with the position it was described at.
+    described_span: RefCell<Option<(usize, Vec<Block>)>>,
 }
 
 impl Lane {
@@ -89,6 +91,7 @@ impl Lane {
             exit: None,
             guest_reports: Vec::new(),
             described: RefCell::new(None),
+            described_span: RefCell::new(None),
         })
     }
 
@@ -123,6 +126,43 @@ impl Lane {
         // than the rest of the frame; the block looked at is described on demand.
         self.layout = heap.inspect_detail(Detail::Outline);
         self.findings = heap.validate();
+    }
+
+    /// The blocks overlapping `[lo, hi)` at the current position, described in full (for a map
+    /// zoomed in to bytes). Remembers the last run, so panning within it costs nothing.
+    pub fn described_span(&self, lo: Addr, hi: Addr) -> Vec<Block> {
+        let blocks = &self.layout.blocks;
+        let first = blocks.partition_point(|b| b.range.end <= lo);
+        let count = blocks[first..]
+            .iter()
+            .take_while(|b| b.range.start < hi)
+            .count();
+        let Some(span) = blocks.get(first..first + count) else {
+            return Vec::new();
+        };
+        let (Some(head), Some(tail)) = (span.first(), span.last()) else {
+            return Vec::new();
+        };
+        let (start, end) = (head.range.start, tail.range.end);
+        let position = self.timeline.position();
+        if let Some((at, described)) = &*self.described_span.borrow()
+            && *at == position
+            && described.first().map(|b| b.range.start) == Some(start)
+            && described.last().map(|b| b.range.end) == Some(end)
+        {
+            return described.clone();
+        }
+        let layout = self
+            .replay()
+            .heap()
+            .inspect_detail(Detail::Span { start, end });
+        let described: Vec<Block> = layout
+            .blocks
+            .into_iter()
+            .filter(|b| b.range.start < end && start < b.range.end)
+            .collect();
+        *self.described_span.borrow_mut() = Some((position, described.clone()));
+        described
     }
 
     /// The block holding `addr` at the current position, with its class and header fields

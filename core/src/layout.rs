@@ -74,6 +74,14 @@ pub enum Detail {
     /// The outline, with class and fields for the block holding this address only: what a
     /// tooltip or an inspector shows.
     At(Addr),
+    /// The outline, with class and fields for the blocks overlapping `[start, end)`: what a
+    /// map zoomed in to single bytes shows.
+    Span {
+        /// First address of interest.
+        start: Addr,
+        /// One past the last.
+        end: Addr,
+    },
 }
 
 impl Detail {
@@ -83,6 +91,7 @@ impl Detail {
             Detail::All => true,
             Detail::Outline => false,
             Detail::At(addr) => range.contains(&addr),
+            Detail::Span { start, end } => range.start < end && start < range.end,
         }
     }
 }

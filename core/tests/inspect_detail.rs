@@ -57,6 +57,16 @@ fn check(kind: AllocatorKind, full: &HeapLayout, heap: &dyn heapscope_core::Allo
             "{kind}: {described} of {described_in_full}"
         );
     }
+    // A span describes the blocks it overlaps, and only those.
+    if let (Some(a), Some(b)) = (full.blocks.get(2), full.blocks.get(5)) {
+        let (start, end) = (a.range.start + 1, b.range.start + 1);
+        let span = heap.inspect_detail(Detail::Span { start, end });
+        for (s, f) in span.blocks.iter().zip(&full.blocks) {
+            if f.range.start < end && start < f.range.end {
+                assert_eq!(s, f, "{kind}: span");
+            }
+        }
+    }
     for f in full.blocks.iter().step_by(7) {
         let one = heap.inspect_detail(Detail::At(f.range.start));
         let got = one.blocks.iter().find(|b| b.range == f.range).unwrap();

@@ -531,7 +531,8 @@ fn draw_hex(
     };
     // Header fields are named along the top of the bar, over the bytes they were read from;
     // the bytes sit below them.
-    let fields = draw_field_names(painter, &lane.layout, rect, lo, hi, x_of, colour);
+    let described = lane.described_span(lo, hi);
+    let fields = draw_field_names(painter, &described, rect, x_of, colour);
     let hex_y = if fields {
         rect.bottom() - rect.height() * 0.32
     } else {
@@ -551,25 +552,19 @@ fn draw_hex(
     }
 }
 
-/// Names each decoded header field in `[lo, hi)` over its bytes, with a bracket spanning them;
+/// Names each decoded header field of `blocks` over its bytes, with a bracket spanning them;
 /// a name too long for its bytes is cut to fit. Returns whether any field was drawn.
 fn draw_field_names(
     painter: &egui::Painter,
-    layout: &HeapLayout,
+    blocks: &[Block],
     rect: Rect,
-    lo: Addr,
-    hi: Addr,
     x_of: &dyn Fn(Addr) -> f32,
     colour: Color32,
 ) -> bool {
     let font = FontId::proportional(10.0);
     let top = rect.top() + 2.0;
     let mut any = false;
-    let first = layout.blocks.partition_point(|b| b.range.end <= lo);
-    for block in layout.blocks[first..]
-        .iter()
-        .take_while(|b| b.range.start < hi)
-    {
+    for block in blocks {
         for field in &block.fields {
             // A field cut by the view's edge is named over the part that shows.
             let x0 = x_of(field.range.start).max(rect.left()) + 2.0;
