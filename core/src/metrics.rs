@@ -102,7 +102,8 @@ pub struct TraceMetrics {
     pub peak_live: u64,
     /// Highest footprint.
     pub peak_footprint: u64,
-    /// Requested live bytes at the (first) step of highest footprint.
+    /// Requested live bytes at the step of highest footprint (of several such steps, the one
+    /// with the most live bytes).
     pub live_at_peak_footprint: u64,
 }
 
@@ -115,6 +116,11 @@ impl TraceMetrics {
         if m.footprint > self.peak_footprint {
             self.peak_footprint = m.footprint;
             self.live_at_peak_footprint = m.requested_live;
+        } else if m.footprint == self.peak_footprint {
+            // A footprint that plateaus (dlmalloc's first 64 KiB, a page of mmap) is at its
+            // peak all along; measured at the plateau's first step, when the program holds a
+            // few bytes, #3 would be thousands of percent for a heap that is later well used.
+            self.live_at_peak_footprint = self.live_at_peak_footprint.max(m.requested_live);
         }
     }
 
@@ -230,6 +236,23 @@ mod tests {
         assert!((t.jw4().unwrap() - (500.0 / 300.0 - 1.0)).abs() < 1e-12);
         assert!((t.utilization().unwrap() - 0.6).abs() < 1e-12);
         assert_eq!(TraceMetrics::default().utilization(), None);
+    }
+
+    #[test]
+    fn jw3_on_a_plateau_is_measured_where_the_most_is_live() {
+        // Footprint 4096 from the first step on; live 9, then 1000, then 10: the footprint
+        // peaks at every step, and at 1000 live J&W #3 = 4096/1000 - 1 = 3.096.
+        let mut t = TraceMetrics::default();
+        for (live, foot) in [(9, 4096), (1000, 4096), (10, 4096)] {
+            let m = StepMetrics {
+                requested_live: live,
+                footprint: foot,
+                ..StepMetrics::default()
+            };
+            t.add(&m, false);
+        }
+        assert_eq!(t.live_at_peak_footprint, 1000);
+        assert!((t.jw3().unwrap() - 3.096).abs() < 1e-12);
     }
 
     #[test]
