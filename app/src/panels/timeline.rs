@@ -31,7 +31,13 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     let columns = rect.width().max(1.0) as usize;
     if let Some(lane) = view.visible_lanes().next() {
         let peak = lane.series.max(Counter::RequestedLive).max(1) as f32;
-        let fill = visuals.selection.bg_fill.gamma_multiply(0.35);
+        // On the dark theme's near-black track a faint fill disappears: stronger there, and an
+        // edge along the top of the curve in the full colour on both themes.
+        let fill = visuals
+            .selection
+            .bg_fill
+            .gamma_multiply(if visuals.dark_mode { 0.55 } else { 0.35 });
+        let edge = visuals.selection.bg_fill;
         let mut column_high = vec![0u64; columns];
         if n < columns {
             // Fewer steps than pixels: each column shows the step it lies in.
@@ -63,6 +69,16 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
                 0.0,
                 fill,
             );
+            if h >= 1.0 {
+                painter.rect_filled(
+                    Rect::from_min_max(
+                        Pos2::new(x, rect.bottom() - h),
+                        Pos2::new(x + 1.0, rect.bottom() - h + 1.5),
+                    ),
+                    0.0,
+                    edge,
+                );
+            }
         }
     }
 
