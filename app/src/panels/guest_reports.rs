@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use eframe::egui::{self, RichText, ScrollArea, Sense, Stroke, StrokeKind, Ui, Vec2};
+use eframe::egui::{self, RichText, ScrollArea, Ui};
 use heapscope_core::AllocatorKind;
 use heapscope_core::emulate::report::{GuestReport, ReportKind};
 
@@ -13,9 +13,6 @@ use super::{Commands, View};
 use crate::command::{Command, Selection};
 use crate::palette;
 use crate::session::Lane;
-
-/// Height of one report.
-const ROW_HEIGHT: f32 = 78.0;
 
 /// Lines of a report's text shown in its row (the rest on hover).
 const TEXT_LINES: usize = 3;
@@ -114,16 +111,21 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
     ScrollArea::vertical()
         .id_salt("guest_reports_list")
         .auto_shrink([false, false])
-        .show_rows(ui, ROW_HEIGHT, listed.rows.len(), |ui, range| {
-            for row in listed.rows.get(range).unwrap_or_default() {
-                let Some(lane) = view.session.lanes.get(row.lane) else {
-                    continue;
-                };
-                if let Some(report) = lane.guest_reports.get(row.report) {
-                    draw(ui, view, lane, report, commands);
+        .show_rows(
+            ui,
+            super::violations::ROW_HEIGHT,
+            listed.rows.len(),
+            |ui, range| {
+                for row in listed.rows.get(range).unwrap_or_default() {
+                    let Some(lane) = view.session.lanes.get(row.lane) else {
+                        continue;
+                    };
+                    if let Some(report) = lane.guest_reports.get(row.report) {
+                        draw(ui, view, lane, report, commands);
+                    }
                 }
-            }
-        });
+            },
+        );
 }
 
 /// The headline's tag and colour.
@@ -147,39 +149,9 @@ fn headline(report: &GuestReport) -> String {
 
 /// One report.
 fn draw(ui: &mut Ui, view: &View<'_>, lane: &Lane, report: &GuestReport, commands: &mut Commands) {
-    let width = ui.available_width();
-    let (rect, response) =
-        ui.allocate_exact_size(Vec2::new(width, ROW_HEIGHT - 4.0), Sense::click());
     let current = report.position == view.session.cursor;
-    let visuals = ui.visuals();
-    let fill = if response.hovered() {
-        visuals.widgets.hovered.weak_bg_fill
-    } else if current {
-        visuals.selection.bg_fill.gamma_multiply(0.35)
-    } else {
-        visuals.faint_bg_color
-    };
     let (_, colour) = tag(report.kind);
-    ui.painter().rect_filled(rect, 4.0, fill);
-    ui.painter().rect_filled(
-        egui::Rect::from_min_size(rect.min, Vec2::new(3.0, rect.height())),
-        0.0,
-        colour,
-    );
-    if current {
-        ui.painter().rect_stroke(
-            rect,
-            4.0,
-            Stroke::new(1.0, visuals.strong_text_color()),
-            StrokeKind::Inside,
-        );
-    }
-    let mut inner = ui.new_child(
-        egui::UiBuilder::new()
-            .max_rect(rect.shrink2(Vec2::new(10.0, 3.0)))
-            .layout(egui::Layout::top_down(egui::Align::Min)),
-    );
-    inner.spacing_mut().item_spacing.y = 1.0;
+    let (response, mut inner) = super::violations::report_row(ui, current, colour);
     // Labels that neither wrap (a row has room for four lines) nor take the row's click.
     let label = |text: RichText| egui::Label::new(text).selectable(false).truncate();
     inner.horizontal(|ui| {
@@ -189,14 +161,11 @@ fn draw(ui: &mut Ui, view: &View<'_>, lane: &Lane, report: &GuestReport, command
                 .strong()
                 .color(colour),
         ));
-        ui.add(label(
-            RichText::new(format!("step {} · {}", report.position, lane.kind.name()))
-                .monospace()
-                .color(palette::on_theme(
-                    palette::lane_colour(lane.kind),
-                    ui.visuals().dark_mode,
-                )),
-        ));
+        ui.add(label(super::violations::step_and_lane(
+            ui,
+            report.position,
+            lane.kind,
+        )));
     });
     let lines: Vec<&str> = report.text.lines().collect();
     for line in lines.iter().take(TEXT_LINES) {

@@ -12,7 +12,7 @@ use crate::palette;
 use crate::session::{Lane, ReportRef};
 
 /// Height of one report.
-const ROW_HEIGHT: f32 = 78.0;
+pub(super) const ROW_HEIGHT: f32 = 78.0;
 
 /// One entry of the list, resolved.
 struct Report<'a> {
@@ -162,38 +162,8 @@ pub fn show(ui: &mut Ui, view: &View<'_>, commands: &mut Commands) {
 /// One report, AddressSanitizer style.
 fn draw(ui: &mut Ui, view: &View<'_>, problem: &Report<'_>, commands: &mut Commands) {
     let lane = problem.lane;
-    let width = ui.available_width();
-    let (rect, response) =
-        ui.allocate_exact_size(Vec2::new(width, ROW_HEIGHT - 4.0), Sense::click());
     let current = problem.at == view.session.cursor;
-    let visuals = ui.visuals();
-    let fill = if response.hovered() {
-        visuals.widgets.hovered.weak_bg_fill
-    } else if current {
-        visuals.selection.bg_fill.gamma_multiply(0.35)
-    } else {
-        visuals.faint_bg_color
-    };
-    ui.painter().rect_filled(rect, 4.0, fill);
-    ui.painter().rect_filled(
-        egui::Rect::from_min_size(rect.min, Vec2::new(3.0, rect.height())),
-        0.0,
-        palette::PROBLEM,
-    );
-    if current {
-        ui.painter().rect_stroke(
-            rect,
-            4.0,
-            Stroke::new(1.0, visuals.strong_text_color()),
-            StrokeKind::Inside,
-        );
-    }
-    let mut inner = ui.new_child(
-        egui::UiBuilder::new()
-            .max_rect(rect.shrink2(Vec2::new(10.0, 3.0)))
-            .layout(egui::Layout::top_down(egui::Align::Min)),
-    );
-    inner.spacing_mut().item_spacing.y = 1.0;
+    let (response, mut inner) = report_row(ui, current, palette::PROBLEM);
     let op = problem
         .at
         .checked_sub(1)
@@ -216,14 +186,7 @@ fn draw(ui: &mut Ui, view: &View<'_>, problem: &Report<'_>, commands: &mut Comma
                 .strong()
                 .color(palette::PROBLEM),
         );
-        ui.label(
-            RichText::new(format!("step {} · {}", problem.at, lane.kind.name()))
-                .monospace()
-                .color(palette::on_theme(
-                    palette::lane_colour(lane.kind),
-                    ui.visuals().dark_mode,
-                )),
-        );
+        ui.label(step_and_lane(ui, problem.at, lane.kind));
     });
     let second = match &problem.what {
         What::Violation(v) => match v.access {
@@ -261,6 +224,58 @@ fn draw(ui: &mut Ui, view: &View<'_>, problem: &Report<'_>, commands: &mut Comma
 }
 
 /// "refused: out-of-memory": the error's kebab-case kind.
+/// One report's row, `ROW_HEIGHT` tall: a clickable card with a stripe of `colour` down its left
+/// edge, outlined when it is the current step's. Returns the card's response and the child
+/// UI to write the report's lines into.
+pub(super) fn report_row(
+    ui: &mut Ui,
+    current: bool,
+    colour: egui::Color32,
+) -> (egui::Response, Ui) {
+    let width = ui.available_width();
+    let (rect, response) =
+        ui.allocate_exact_size(Vec2::new(width, ROW_HEIGHT - 4.0), Sense::click());
+    let visuals = ui.visuals();
+    let fill = if response.hovered() {
+        visuals.widgets.hovered.weak_bg_fill
+    } else if current {
+        visuals.selection.bg_fill.gamma_multiply(0.35)
+    } else {
+        visuals.faint_bg_color
+    };
+    ui.painter().rect_filled(rect, 4.0, fill);
+    ui.painter().rect_filled(
+        egui::Rect::from_min_size(rect.min, Vec2::new(3.0, rect.height())),
+        0.0,
+        colour,
+    );
+    if current {
+        ui.painter().rect_stroke(
+            rect,
+            4.0,
+            Stroke::new(1.0, visuals.strong_text_color()),
+            StrokeKind::Inside,
+        );
+    }
+    let mut inner = ui.new_child(
+        egui::UiBuilder::new()
+            .max_rect(rect.shrink2(Vec2::new(10.0, 3.0)))
+            .layout(egui::Layout::top_down(egui::Align::Min)),
+    );
+    inner.spacing_mut().item_spacing.y = 1.0;
+    (response, inner)
+}
+
+/// "step N · allocator", in the allocator's colour.
+pub(super) fn step_and_lane(ui: &Ui, step: usize, kind: AllocatorKind) -> RichText {
+    RichText::new(format!("step {step} · {}", kind.name()))
+        .monospace()
+        .color(palette::on_theme(
+            palette::lane_colour(kind),
+            ui.visuals().dark_mode,
+        ))
+}
+
 fn refusal(e: &AllocError) -> String {
     let kind = serde_json::to_value(e.kind)
         .ok()
