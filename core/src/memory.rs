@@ -26,8 +26,110 @@ pub struct OutOfBounds {
 pub struct Memory {
     base: Addr,
     bytes: Vec<u8>,
+    /// Lines that may hold non-zero bytes, so that clearing and packing touch only those.
+    dirty: DirtyLines,
     /// Undo log of writes, kept while a timeline may step back over them.
     journal: Option<Box<Journal>>,
+}
+
+/// Bytes per line of [`DirtyLines`]: a cache line, so clearing one costs about what reading
+/// or writing a word in it would.
+const LINE: usize = 64;
+
+/// Which [`LINE`]-byte lines of a memory were written since it was last all zero: every byte
+/// outside them is zero. Restoring a checkpoint clears only these lines instead of the whole
+/// mapping (a 64 MiB heap whose headers fill a few MiB), and packing skips the rest unread.
+#[derive(Debug, Clone, Default)]
+struct DirtyLines {
+    bits: Vec<u64>,
+    /// Every line may be dirty (after a growth downwards by a part of a line).
+    all: bool,
+}
+
+impl DirtyLines {
+    /// Marks the lines holding the non-empty byte range `range`.
+    #[inline]
+    fn mark(&mut self, range: &std::ops::Range<usize>) {
+        if range.is_empty() || self.all {
+            return;
+        }
+        let (first, last) = (range.start / LINE, (range.end - 1) / LINE);
+        if last / 64 >= self.bits.len() {
+            self.bits.resize(last / 64 + 1, 0);
+        }
+        for line in first..=last {
+            self.bits[line / 64] |= 1 << (line % 64);
+        }
+    }
+
+    fn is_marked(&self, line: usize) -> bool {
+        self.all
+            || self
+                .bits
+                .get(line / 64)
+                .is_some_and(|w| w & (1 << (line % 64)) != 0)
+    }
+
+    /// The first line at or after `line` that may be dirty, below `lines`.
+    fn next_marked(&self, line: usize, lines: usize) -> Option<usize> {
+        if self.all {
+            return (line < lines).then_some(line);
+        }
+        let mut word = line / 64;
+        let mut bits = self.bits.get(word)? & (u64::MAX << (line % 64));
+        loop {
+            if bits != 0 {
+                let found = word * 64 + bits.trailing_zeros() as usize;
+                return (found < lines).then_some(found);
+            }
+            word += 1;
+            bits = *self.bits.get(word)?;
+        }
+    }
+
+    /// Lines move `extra` bytes up (the memory grew at its start by `extra`).
+    fn shift_up(&mut self, extra: usize) {
+        if self.all || !extra.is_multiple_of(LINE) {
+            self.all = true;
+            return;
+        }
+        let shift = extra / LINE;
+        let mut shifted = DirtyLines::default();
+        for (w, &word) in self.bits.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let line = w * 64 + bits.trailing_zeros() as usize + shift;
+                shifted.mark(&(line * LINE..line * LINE + 1));
+                bits &= bits - 1;
+            }
+        }
+        *self = shifted;
+    }
+
+    /// Lines move `removed` bytes down (the memory lost its first `removed` bytes).
+    fn shift_down(&mut self, removed: usize) {
+        if self.all || !removed.is_multiple_of(LINE) {
+            self.all = true;
+            return;
+        }
+        let shift = removed / LINE;
+        let mut shifted = DirtyLines::default();
+        for (w, &word) in self.bits.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                if let Some(line) = (w * 64 + bits.trailing_zeros() as usize).checked_sub(shift) {
+                    shifted.mark(&(line * LINE..line * LINE + 1));
+                }
+                bits &= bits - 1;
+            }
+        }
+        *self = shifted;
+    }
+
+    fn clear(&mut self) {
+        self.bits.clear();
+        self.all = false;
+    }
 }
 
 /// The bytes a memory had before each write since its journal started, so that writes can be
@@ -57,6 +159,7 @@ impl Clone for Memory {
         Self {
             base: self.base,
             bytes: self.bytes.clone(),
+            dirty: self.dirty.clone(),
             journal: None,
         }
     }
@@ -85,6 +188,7 @@ impl Memory {
         Self {
             base,
             bytes: vec![0; usize::try_from(len).unwrap_or(usize::MAX)],
+            dirty: DirtyLines::default(),
             journal: None,
         }
     }
@@ -130,6 +234,7 @@ impl Memory {
                 Undo::GrewDown { extra } => {
                     self.bytes.drain(..extra);
                     self.base += extra as u64;
+                    self.dirty.shift_down(extra);
                 }
             }
         }
@@ -156,9 +261,10 @@ impl Memory {
         journal.forgotten += n;
     }
 
-    /// Records the old bytes of `range` before a write, when journaling.
+    /// Marks `range` dirty before a write, and records its old bytes when journaling.
     #[inline]
     fn note_write(&mut self, range: &std::ops::Range<usize>) {
+        self.dirty.mark(range);
         if let Some(journal) = self.journal.as_mut() {
             journal.entries.push(Undo::Bytes {
                 offset: range.start,
@@ -217,6 +323,7 @@ impl Memory {
         bytes[extra..].copy_from_slice(&self.bytes);
         self.bytes = bytes;
         self.base = new_base;
+        self.dirty.shift_up(extra);
         if let Some(journal) = self.journal.as_mut() {
             journal.entries.push(Undo::GrewDown { extra });
         }
@@ -308,15 +415,18 @@ impl Memory {
     }
 }
 
-/// A [`Memory`] stored compactly: only its runs of non-zero 8-byte words, delta-encoded.
+/// A [`Memory`] stored compactly: only its runs of non-zero 8-byte words, delta-encoded, with
+/// words that repeat one byte stored once per run.
 ///
-/// A heap is mostly zero payload with headers and links sprinkled through it, so a packed copy
-/// is a small fraction of the memory's length: this is what makes timeline checkpoints cheap.
+/// A heap is mostly zero payload with headers and links sprinkled through it, and a shadow
+/// memory is long runs of one state byte, so a packed copy is a small fraction of the memory's
+/// length: this is what makes timeline checkpoints cheap.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PackedMemory {
     base: Addr,
     len: u64,
-    /// `[zero words before the run][words in the run][the run's bytes]`, varints, repeated.
+    /// `[zero words before the run][words in the run << 1 | FILL or LITERAL][the run's bytes,
+    /// or its one repeated byte]`, varints, repeated.
     runs: Vec<u8>,
 }
 
@@ -331,8 +441,6 @@ impl std::fmt::Debug for PackedMemory {
 }
 
 const WORD: usize = 8;
-/// Zero chunks are skipped this many bytes at a time: one wide test per cache line.
-const CHUNK: usize = 64;
 
 fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -360,25 +468,42 @@ fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |acc, b| acc | b) == 0
 }
 
+/// The byte every byte of a whole word repeats (a shadow state, a fill pattern), if any.
+fn uniform(word: &[u8]) -> Option<u8> {
+    let first = *word.first()?;
+    (word.len() == WORD && word.iter().all(|&b| b == first)).then_some(first)
+}
+
+/// Run kinds, in the low bit of a run's length: words copied as they are, or words that all
+/// repeat one byte (stored once).
+const LITERAL: u64 = 0;
+const FILL: u64 = 1;
+
 impl Memory {
     /// A packed copy of this memory.
     pub fn pack(&self) -> PackedMemory {
         let mut runs = Vec::new();
         let words = self.bytes.len().div_ceil(WORD);
+        let lines = self.bytes.len().div_ceil(LINE);
         let word_at = |w: usize| -> &[u8] {
-            let start = w * WORD;
+            let start = (w * WORD).min(self.bytes.len());
             &self.bytes[start..(start + WORD).min(self.bytes.len())]
+        };
+        // Two equal uniform words in a row are worth a fill.
+        let fill_at = |w: usize| {
+            uniform(word_at(w))
+                .filter(|&b| b != 0 && w + 1 < words && word_at(w + 1) == word_at(w))
         };
         let mut w = 0;
         let mut last_end = 0;
         while w < words {
-            // Skip whole zero chunks quickly, then word by word.
-            let at = w * WORD;
-            if at.is_multiple_of(CHUNK)
-                && at + CHUNK <= self.bytes.len()
-                && is_zero(&self.bytes[at..at + CHUNK])
-            {
-                w += CHUNK / WORD;
+            // Lines never written are zero: jump over them unread.
+            let line = w * WORD / LINE;
+            if !self.dirty.is_marked(line) {
+                match self.dirty.next_marked(line, lines) {
+                    Some(next) => w = next * LINE / WORD,
+                    None => break,
+                }
                 continue;
             }
             if is_zero(word_at(w)) {
@@ -386,12 +511,23 @@ impl Memory {
                 continue;
             }
             let start = w;
-            while w < words && !is_zero(word_at(w)) {
-                w += 1;
-            }
             push_varint(&mut runs, (start - last_end) as u64);
-            push_varint(&mut runs, (w - start) as u64);
-            runs.extend_from_slice(&self.bytes[start * WORD..(w * WORD).min(self.bytes.len())]);
+            if let Some(byte) = fill_at(w) {
+                while w < words && word_at(w) == word_at(start) {
+                    w += 1;
+                }
+                push_varint(&mut runs, (((w - start) as u64) << 1) | FILL);
+                runs.push(byte);
+            } else {
+                w += 1;
+                while w < words && !is_zero(word_at(w)) && fill_at(w).is_none() {
+                    w += 1;
+                }
+                push_varint(&mut runs, (((w - start) as u64) << 1) | LITERAL);
+                runs.extend_from_slice(
+                    &self.bytes[start * WORD..(w * WORD).min(self.bytes.len())],
+                );
+            }
             last_end = w;
         }
         PackedMemory {
@@ -399,6 +535,23 @@ impl Memory {
             len: self.len(),
             runs,
         }
+    }
+
+    /// Zeroes every line that may hold a non-zero byte: the whole memory is zero after.
+    fn clear_dirty(&mut self) {
+        if self.dirty.all {
+            self.bytes.fill(0);
+        } else {
+            let lines = self.bytes.len().div_ceil(LINE);
+            let mut line = 0;
+            while let Some(dirty) = self.dirty.next_marked(line, lines) {
+                let start = dirty * LINE;
+                let end = (start + LINE).min(self.bytes.len());
+                self.bytes[start..end].fill(0);
+                line = dirty + 1;
+            }
+        }
+        self.dirty.clear();
     }
 }
 
@@ -412,45 +565,61 @@ impl PackedMemory {
     pub fn unpack(&self) -> Memory {
         // `vec![0; n]` asks the system for zeroed pages, which cost nothing until written.
         let mut memory = Memory::new(self.base, self.len);
-        self.write_runs(&mut memory.bytes);
+        self.write_runs(&mut memory);
         memory
     }
 
-    /// Turns `memory` into the memory this was packed from, reusing its buffer: clearing
-    /// pages already mapped is much cheaper than faulting fresh zero pages in one by one.
+    /// Turns `memory` into the memory this was packed from, reusing its buffer and clearing
+    /// only the lines written since it was last all zero (a restore costs what the two states
+    /// hold, not the mapping's length).
     pub fn unpack_into(&self, memory: &mut Memory) {
         let len = usize::try_from(self.len).unwrap_or(usize::MAX);
         // A journal of the old contents would undo into the wrong bytes.
         memory.journal = None;
-        memory.base = self.base;
-        memory.bytes.clear();
-        memory.bytes.resize(len, 0);
-        self.write_runs(&mut memory.bytes);
+        if memory.base == self.base {
+            memory.clear_dirty();
+            memory.bytes.truncate(len);
+            memory.bytes.resize(len, 0);
+        } else {
+            memory.base = self.base;
+            memory.bytes.clear();
+            memory.bytes.resize(len, 0);
+            memory.dirty.clear();
+        }
+        self.write_runs(memory);
     }
 
-    fn write_runs(&self, bytes: &mut [u8]) {
+    fn write_runs(&self, memory: &mut Memory) {
+        let len = memory.bytes.len();
         let mut at = 0;
         let mut word = 0usize;
         while at < self.runs.len() {
-            let (Some(gap), Some(count)) = (
+            let (Some(gap), Some(head)) = (
                 read_varint(&self.runs, &mut at),
                 read_varint(&self.runs, &mut at),
             ) else {
                 break;
             };
-            word = word.saturating_add(gap as usize);
-            let start = word.saturating_mul(WORD).min(bytes.len());
-            let end = word
-                .saturating_add(count as usize)
-                .saturating_mul(WORD)
-                .min(bytes.len());
-            let n = end - start;
-            let Some(data) = self.runs.get(at..at + n) else {
-                break;
-            };
-            bytes[start..end].copy_from_slice(data);
-            at += n;
-            word = word.saturating_add(count as usize);
+            let count = usize::try_from(head >> 1).unwrap_or(usize::MAX);
+            word = word.saturating_add(usize::try_from(gap).unwrap_or(usize::MAX));
+            let start = word.saturating_mul(WORD).min(len);
+            let end = word.saturating_add(count).saturating_mul(WORD).min(len);
+            if head & 1 == FILL {
+                let Some(&byte) = self.runs.get(at) else {
+                    break;
+                };
+                at += 1;
+                memory.bytes[start..end].fill(byte);
+            } else {
+                let n = end - start;
+                let Some(data) = self.runs.get(at..at + n) else {
+                    break;
+                };
+                memory.bytes[start..end].copy_from_slice(data);
+                at += n;
+            }
+            memory.dirty.mark(&(start..end));
+            word = word.saturating_add(count);
         }
     }
 }
@@ -541,5 +710,98 @@ mod tests {
         assert!(packed.packed_bytes() < 200, "{packed:?}");
         let empty = Memory::new(0x10, 0);
         assert_eq!(empty.pack().unpack(), empty);
+    }
+
+    #[test]
+    fn fills_of_one_byte_pack_to_a_few_bytes() {
+        let mut memory = Memory::new(0, 1 << 20);
+        memory.fill(3, 500_000, 2).unwrap();
+        memory.fill(500_003, 100_000, 3).unwrap();
+        let packed = memory.pack();
+        assert!(packed.packed_bytes() < 100, "{packed:?}");
+        assert_eq!(packed.unpack(), memory);
+    }
+
+    /// One change to a memory, for the property test.
+    #[derive(Debug, Clone)]
+    enum Change {
+        Write(u64, Vec<u8>),
+        Fill(u64, u64, u8),
+        Copy(u64, u64, u64),
+        GrowUp(u64),
+        GrowDown(u64),
+    }
+
+    fn apply(memory: &mut Memory, change: &Change) {
+        let base = memory.base();
+        let len = memory.len().max(1);
+        match change {
+            Change::Write(at, bytes) => {
+                let _ = memory.write(base + at % len, bytes);
+            }
+            Change::Fill(at, n, byte) => {
+                let _ = memory.fill(base + at % len, *n, *byte);
+            }
+            Change::Copy(from, to, n) => {
+                let _ = memory.copy_within(base + from % len, base + to % len, *n);
+            }
+            Change::GrowUp(extra) => memory.grow_to(memory.len() + extra),
+            Change::GrowDown(extra) => memory.grow_down_to(base.saturating_sub(*extra)),
+        }
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            4 => (0..4096u64, proptest::collection::vec(any::<u8>(), 1..40))
+                .prop_map(|(a, b)| Change::Write(a, b)),
+            2 => (0..4096u64, 0..300u64, any::<u8>()).prop_map(|(a, n, b)| Change::Fill(a, n, b)),
+            1 => (0..4096u64, 0..4096u64, 0..200u64).prop_map(|(a, b, n)| Change::Copy(a, b, n)),
+            1 => (0..700u64).prop_map(Change::GrowUp),
+            1 => prop_oneof![(0..200u64), (1..4u64).prop_map(|k| k * 64)].prop_map(Change::GrowDown),
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Packing and restoring into a memory that went its own way gives back every byte,
+        /// and outside the lines marked dirty every byte is zero.
+        #[test]
+        fn restoring_clears_only_what_was_written_and_loses_nothing(
+            base in prop_oneof![Just(0x10_000u64), Just(0x10_040u64)],
+            first in proptest::collection::vec(change(), 0..30),
+            second in proptest::collection::vec(change(), 0..30),
+            undo_some in any::<bool>(),
+        ) {
+            let mut wanted = Memory::new(0x10_000, 2048);
+            for c in &first {
+                apply(&mut wanted, c);
+            }
+            let mut reused = Memory::new(base, 1024);
+            reused.start_journal();
+            let (early, late) = second.split_at(second.len() / 2);
+            for c in early {
+                apply(&mut reused, c);
+            }
+            let mark = reused.journal_mark();
+            for c in late {
+                apply(&mut reused, c);
+            }
+            if undo_some && let Some(mark) = mark {
+                prop_assert!(reused.undo_to(mark));
+            }
+            for memory in [&wanted, &reused] {
+                for (i, &b) in memory.as_bytes().iter().enumerate() {
+                    prop_assert!(b == 0 || memory.dirty.is_marked(i / LINE), "byte {i} not marked");
+                }
+            }
+            let packed = wanted.pack();
+            packed.unpack_into(&mut reused);
+            prop_assert_eq!(&reused, &wanted);
+            prop_assert_eq!(&packed.unpack(), &wanted);
+            // Restored twice over: what the first restore wrote is cleared by the second.
+            Memory::new(0x10_000, 100).pack().unpack_into(&mut reused);
+            prop_assert_eq!(&reused, &Memory::new(0x10_000, 100));
+        }
     }
 }

@@ -166,44 +166,59 @@ impl Column {
     }
 }
 
-/// The replay state after `step` operations, with its heap bytes packed.
+/// The replay state after `step` operations, with its byte arrays packed.
 #[derive(Debug, Clone)]
 struct Checkpoint {
     step: usize,
-    /// The replay with an empty memory in place of the heap's.
+    /// The replay with empty memories in place of the heap's and the model's side memory.
     replay: Replayer,
     memory: PackedMemory,
+    side: Option<PackedMemory>,
     bytes: usize,
 }
 
 impl Checkpoint {
     fn take(state: &mut Replayer, step: usize) -> Self {
-        // Clone everything but the memory, which is packed instead of copied.
-        let memory = std::mem::replace(state.heap_mut().memory_mut(), Memory::new(0, 0));
+        // Clone everything but the memories, which are packed instead of copied.
+        let memories = Memories::take(state);
         let replay = state.clone();
-        *state.heap_mut().memory_mut() = memory;
-        let memory = state.heap().memory().pack();
-        let bytes = memory.packed_bytes() + replay.side_bytes() + size_of::<Self>();
+        let memory = memories.heap.pack();
+        let side = memories.side.as_ref().map(Memory::pack);
+        memories.put(state);
+        let bytes = memory.packed_bytes()
+            + side.as_ref().map_or(0, PackedMemory::packed_bytes)
+            + replay.side_bytes()
+            + size_of::<Self>();
         Self {
             step,
             replay,
             memory,
+            side,
             bytes,
         }
     }
 
     fn restore(&self) -> Replayer {
         let mut replay = self.replay.clone();
-        *replay.heap_mut().memory_mut() = self.memory.unpack();
+        Memories {
+            heap: self.memory.unpack(),
+            side: self.side.as_ref().map(PackedMemory::unpack),
+        }
+        .put(&mut replay);
         replay
     }
 
-    /// Makes `state` this checkpoint's state, reusing its memory buffer.
+    /// Makes `state` this checkpoint's state, reusing its memories' buffers (only the lines
+    /// written since they were last restored are cleared).
     fn restore_into(&self, state: &mut Replayer) {
-        let mut memory = std::mem::replace(state.heap_mut().memory_mut(), Memory::new(0, 0));
-        self.memory.unpack_into(&mut memory);
+        let mut memories = Memories::take(state);
+        self.memory.unpack_into(&mut memories.heap);
+        match (&mut memories.side, &self.side) {
+            (Some(memory), Some(packed)) => packed.unpack_into(memory),
+            (slot, packed) => *slot = packed.as_ref().map(PackedMemory::unpack),
+        }
         *state = self.replay.clone();
-        *state.heap_mut().memory_mut() = memory;
+        memories.put(state);
     }
 }
 
