@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::access::{Access, Violation};
-use crate::layout::{Detail, Finding, HeapLayout, Stats};
+use crate::layout::{Detail, Finding, HeapLayout, Ledger, Stats};
 use crate::memory::Memory;
 use crate::trace::Op;
 use crate::{Addr, AllocatorKind};
@@ -279,6 +279,12 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     /// Approximate bytes this model keeps on the host heap outside its [`Memory`] (the ledger,
     /// shadow bytes, side tables): what a timeline checkpoint of it costs besides the bytes.
     fn side_bytes(&self) -> usize;
+
+    /// The model's record of live blocks, for a timeline checkpoint to store its table
+    /// compactly instead of copying it.
+    fn ledger_mut(&mut self) -> Option<&mut Ledger> {
+        None
+    }
 
     /// A second byte array the model keeps beside the heap (checked-bump's shadow), for a
     /// timeline to journal with the heap's bytes instead of copying it whole.

@@ -229,6 +229,16 @@ impl Ledger {
             + self.shadowed.capacity() * size_of::<(Addr, LiveEntry)>()
     }
 
+    /// The table of live blocks, taken out (left empty) for a checkpoint to store compactly.
+    pub(crate) fn take_live(&mut self) -> FxHashMap<Addr, LiveEntry> {
+        std::mem::take(&mut self.live)
+    }
+
+    /// Puts back a table [`Self::take_live`] took.
+    pub(crate) fn put_live(&mut self, live: FxHashMap<Addr, LiveEntry>) {
+        self.live = live;
+    }
+
     /// Records a block handed out at `ptr`.
     pub fn on_alloc(&mut self, ptr: Addr, requested: u64, held: u64) {
         if let Some(old) = self.live.insert(ptr, LiveEntry { requested, held }) {

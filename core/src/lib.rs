@@ -14,6 +14,7 @@ pub mod kind;
 pub mod layout;
 pub mod memory;
 pub mod metrics;
+mod packed_table;
 pub mod replay;
 pub mod scenario;
 pub mod timeline;

@@ -62,6 +62,7 @@ impl DirtyLines {
         }
     }
 
+    #[cfg(test)]
     fn is_marked(&self, line: usize) -> bool {
         self.all
             || self
@@ -442,7 +443,7 @@ impl std::fmt::Debug for PackedMemory {
 
 const WORD: usize = 8;
 
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -450,7 +451,7 @@ fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *bytes.get(*at)?;
@@ -468,72 +469,136 @@ fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |acc, b| acc | b) == 0
 }
 
-/// The byte every byte of a whole word repeats (a shadow state, a fill pattern), if any.
-fn uniform(word: &[u8]) -> Option<u8> {
-    let first = *word.first()?;
-    (word.len() == WORD && word.iter().all(|&b| b == first)).then_some(first)
-}
-
 /// Run kinds, in the low bit of a run's length: words copied as they are, or words that all
 /// repeat one byte (stored once).
 const LITERAL: u64 = 0;
 const FILL: u64 = 1;
 
+/// The byte a whole word repeats (a shadow state, a fill pattern), if it is one and not zero.
+fn repeated_byte(word: u64) -> Option<u8> {
+    let byte = word as u8;
+    (byte != 0 && word == u64::from(byte) * 0x0101_0101_0101_0101).then_some(byte)
+}
+
+/// Builds a [`PackedMemory`]'s runs from the non-zero words of a memory, in address order.
+struct Packer<'a> {
+    bytes: &'a [u8],
+    runs: Vec<u8>,
+    /// End of the last run written.
+    last_end: usize,
+    /// The run being built: its first word, one past its last, and its repeated byte if a fill.
+    open: Option<(usize, usize, Option<u8>)>,
+}
+
+impl<'a> Packer<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            runs: Vec::new(),
+            last_end: 0,
+            open: None,
+        }
+    }
+
+    /// The word at index `w`, zero-padded past the end, and whether it is whole.
+    fn word(&self, w: usize) -> (u64, bool) {
+        let start = w * WORD;
+        match self.bytes.get(start..start + WORD) {
+            Some(b) => (
+                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+                true,
+            ),
+            None => {
+                let mut padded = [0u8; WORD];
+                let tail = self.bytes.get(start..).unwrap_or(&[]);
+                padded[..tail.len()].copy_from_slice(tail);
+                (u64::from_le_bytes(padded), false)
+            }
+        }
+    }
+
+    /// Adds word `w` (words come in increasing order; zero words may be skipped).
+    fn push(&mut self, w: usize) {
+        let (value, whole) = self.word(w);
+        if value == 0 {
+            self.close();
+            return;
+        }
+        let fill = repeated_byte(value).filter(|_| whole);
+        match self.open {
+            Some((start, end, Some(byte))) if end == w && fill == Some(byte) => {
+                self.open = Some((start, w + 1, Some(byte)));
+            }
+            Some((start, end, None)) if end == w => {
+                // Two equal repeated-byte words in a row are worth a fill of their own.
+                if fill.is_some() && self.word(w - 1) == (value, true) {
+                    self.open = Some((start, w - 1, None));
+                    self.close();
+                    self.open = Some((w - 1, w + 1, fill));
+                } else {
+                    self.open = Some((start, w + 1, None));
+                }
+            }
+            _ => {
+                self.close();
+                self.open = Some((w, w + 1, None));
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        let Some((start, end, fill)) = self.open.take() else {
+            return;
+        };
+        if start == end {
+            return;
+        }
+        push_varint(&mut self.runs, (start - self.last_end) as u64);
+        let count = ((end - start) as u64) << 1;
+        match fill {
+            Some(byte) => {
+                push_varint(&mut self.runs, count | FILL);
+                self.runs.push(byte);
+            }
+            None => {
+                push_varint(&mut self.runs, count | LITERAL);
+                let bytes = self.bytes;
+                self.runs
+                    .extend_from_slice(&bytes[start * WORD..(end * WORD).min(bytes.len())]);
+            }
+        }
+        self.last_end = end;
+    }
+}
+
 impl Memory {
     /// A packed copy of this memory.
     pub fn pack(&self) -> PackedMemory {
-        let mut runs = Vec::new();
+        let mut packer = Packer::new(&self.bytes);
         let words = self.bytes.len().div_ceil(WORD);
         let lines = self.bytes.len().div_ceil(LINE);
-        let word_at = |w: usize| -> &[u8] {
-            let start = (w * WORD).min(self.bytes.len());
-            &self.bytes[start..(start + WORD).min(self.bytes.len())]
-        };
-        // Two equal uniform words in a row are worth a fill.
-        let fill_at = |w: usize| {
-            uniform(word_at(w))
-                .filter(|&b| b != 0 && w + 1 < words && word_at(w + 1) == word_at(w))
-        };
-        let mut w = 0;
-        let mut last_end = 0;
-        while w < words {
-            // Lines never written are zero: jump over them unread.
-            let line = w * WORD / LINE;
-            if !self.dirty.is_marked(line) {
-                match self.dirty.next_marked(line, lines) {
-                    Some(next) => w = next * LINE / WORD,
-                    None => break,
+        // Lines never written are zero: only the dirty ones are read.
+        let mut line = 0;
+        while let Some(dirty) = self.dirty.next_marked(line, lines) {
+            let first = dirty * (LINE / WORD);
+            let last = (first + LINE / WORD).min(words);
+            // A line written and cleared again: one wide test instead of eight.
+            let zero_line = self
+                .bytes
+                .get(dirty * LINE..(dirty + 1) * LINE)
+                .is_some_and(is_zero);
+            if !zero_line {
+                for w in first..last {
+                    packer.push(w);
                 }
-                continue;
             }
-            if is_zero(word_at(w)) {
-                w += 1;
-                continue;
-            }
-            let start = w;
-            push_varint(&mut runs, (start - last_end) as u64);
-            if let Some(byte) = fill_at(w) {
-                while w < words && word_at(w) == word_at(start) {
-                    w += 1;
-                }
-                push_varint(&mut runs, (((w - start) as u64) << 1) | FILL);
-                runs.push(byte);
-            } else {
-                w += 1;
-                while w < words && !is_zero(word_at(w)) && fill_at(w).is_none() {
-                    w += 1;
-                }
-                push_varint(&mut runs, (((w - start) as u64) << 1) | LITERAL);
-                runs.extend_from_slice(
-                    &self.bytes[start * WORD..(w * WORD).min(self.bytes.len())],
-                );
-            }
-            last_end = w;
+            line = dirty + 1;
         }
+        packer.close();
         PackedMemory {
             base: self.base,
             len: self.len(),
-            runs,
+            runs: packer.runs,
         }
     }
 

@@ -79,6 +79,21 @@ impl Replayer {
         self.freed.remove(&id);
     }
 
+    /// The program's id tables (held, then freed), taken out (left empty) for a checkpoint to
+    /// store compactly.
+    pub(crate) fn take_ids(&mut self) -> [FxHashMap<Id, Held>; 2] {
+        [
+            std::mem::take(&mut self.held),
+            std::mem::take(&mut self.freed),
+        ]
+    }
+
+    /// Puts back the tables [`Self::take_ids`] took.
+    pub(crate) fn put_ids(&mut self, [held, freed]: [FxHashMap<Id, Held>; 2]) {
+        self.held = held;
+        self.freed = freed;
+    }
+
     /// Approximate host bytes of the replay outside the allocator's memory.
     pub fn side_bytes(&self) -> usize {
         let entry = size_of::<(Id, Held)>() + 1;

@@ -25,15 +25,17 @@
 
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::Addr;
 use crate::access::Violation;
 use crate::allocator::Trail;
 use crate::kind::{AllocatorKind, ConfigError, HeapConfig};
+use crate::layout::{Ledger, LiveEntry};
 use crate::memory::{Memory, PackedMemory};
-use crate::replay::{Replayer, Step, StepResult};
-use crate::trace::Op;
+use crate::packed_table::PackedTable;
+use crate::replay::{Held, Replayer, Step, StepResult};
+use crate::trace::{Id, Op};
 
 /// Problems kept in full; past this, only their outcomes are (a trace that fails this often
 /// fails the same way again and again, and the full records would outweigh the trace).
@@ -59,7 +61,7 @@ impl Default for RecordOptions {
         // recording under 64 B per operation.
         Self {
             checkpoint_bytes_per_op: 40,
-            min_spacing: 16,
+            min_spacing: 512,
             waypoint_spacing: None,
             waypoint_bytes: 64 << 20,
         }
@@ -166,59 +168,132 @@ impl Column {
     }
 }
 
-/// The replay state after `step` operations, with its byte arrays packed.
+/// The replay state after `step` operations, with its bulk packed.
 #[derive(Debug, Clone)]
 struct Checkpoint {
     step: usize,
-    /// The replay with empty memories in place of the heap's and the model's side memory.
+    /// The replay with its bulk taken out: empty memories and tables.
     replay: Replayer,
-    memory: PackedMemory,
-    side: Option<PackedMemory>,
+    bulk: PackedBulk,
     bytes: usize,
 }
 
 impl Checkpoint {
     fn take(state: &mut Replayer, step: usize) -> Self {
-        // Clone everything but the memories, which are packed instead of copied.
-        let memories = Memories::take(state);
+        // Clone everything but the bulk, which is packed instead of copied.
+        let bulk = Bulk::take(state);
         let replay = state.clone();
-        let memory = memories.heap.pack();
-        let side = memories.side.as_ref().map(Memory::pack);
-        memories.put(state);
-        let bytes = memory.packed_bytes()
-            + side.as_ref().map_or(0, PackedMemory::packed_bytes)
-            + replay.side_bytes()
-            + size_of::<Self>();
+        let packed = PackedBulk::pack(&bulk);
+        bulk.put(state);
+        let bytes = packed.packed_bytes() + replay.side_bytes() + size_of::<Self>();
         Self {
             step,
             replay,
-            memory,
-            side,
+            bulk: packed,
             bytes,
         }
     }
 
     fn restore(&self) -> Replayer {
         let mut replay = self.replay.clone();
-        Memories {
-            heap: self.memory.unpack(),
-            side: self.side.as_ref().map(PackedMemory::unpack),
-        }
-        .put(&mut replay);
+        self.bulk.unpack().put(&mut replay);
         replay
     }
 
     /// Makes `state` this checkpoint's state, reusing its memories' buffers (only the lines
     /// written since they were last restored are cleared).
     fn restore_into(&self, state: &mut Replayer) {
-        let mut memories = Memories::take(state);
-        self.memory.unpack_into(&mut memories.heap);
-        match (&mut memories.side, &self.side) {
+        let mut bulk = Bulk::take(state);
+        self.bulk.unpack_into(&mut bulk);
+        *state = self.replay.clone();
+        bulk.put(state);
+    }
+}
+
+/// What a checkpoint packs instead of cloning: the replay's byte arrays and its largest tables
+/// (the ledger of live blocks, the program's ids), taken out of a state and put back.
+struct Bulk {
+    memories: Memories,
+    ledger: Option<FxHashMap<Addr, LiveEntry>>,
+    ids: [FxHashMap<Id, Held>; 2],
+}
+
+impl Bulk {
+    fn take(state: &mut Replayer) -> Self {
+        Self {
+            memories: Memories::take(state),
+            ledger: state.heap_mut().ledger_mut().map(Ledger::take_live),
+            ids: state.take_ids(),
+        }
+    }
+
+    fn put(self, state: &mut Replayer) {
+        self.memories.put(state);
+        if let (Some(ledger), Some(live)) = (state.heap_mut().ledger_mut(), self.ledger) {
+            ledger.put_live(live);
+        }
+        state.put_ids(self.ids);
+    }
+}
+
+/// A [`Bulk`], packed.
+#[derive(Debug, Clone)]
+struct PackedBulk {
+    memory: PackedMemory,
+    side: Option<PackedMemory>,
+    ledger: Option<PackedTable>,
+    ids: [PackedTable; 2],
+}
+
+impl PackedBulk {
+    fn pack(bulk: &Bulk) -> Self {
+        Self {
+            memory: bulk.memories.heap.pack(),
+            side: bulk.memories.side.as_ref().map(Memory::pack),
+            ledger: bulk.ledger.as_ref().map(PackedTable::pack),
+            ids: [
+                PackedTable::pack(&bulk.ids[0]),
+                PackedTable::pack(&bulk.ids[1]),
+            ],
+        }
+    }
+
+    fn packed_bytes(&self) -> usize {
+        self.memory.packed_bytes()
+            + self.side.as_ref().map_or(0, PackedMemory::packed_bytes)
+            + self.ledger.as_ref().map_or(0, PackedTable::packed_bytes)
+            + self
+                .ids
+                .iter()
+                .map(PackedTable::packed_bytes)
+                .sum::<usize>()
+    }
+
+    fn unpack(&self) -> Bulk {
+        Bulk {
+            memories: Memories {
+                heap: self.memory.unpack(),
+                side: self.side.as_ref().map(PackedMemory::unpack),
+            },
+            ledger: self.ledger.as_ref().map(PackedTable::unpack),
+            ids: [self.ids[0].unpack(), self.ids[1].unpack()],
+        }
+    }
+
+    /// Unpacks into `bulk`, reusing its memories' buffers.
+    fn unpack_into(&self, bulk: &mut Bulk) {
+        self.memory.unpack_into(&mut bulk.memories.heap);
+        match (&mut bulk.memories.side, &self.side) {
             (Some(memory), Some(packed)) => packed.unpack_into(memory),
             (slot, packed) => *slot = packed.as_ref().map(PackedMemory::unpack),
         }
-        *state = self.replay.clone();
-        memories.put(state);
+        match (&mut bulk.ledger, &self.ledger) {
+            (Some(table), Some(packed)) => packed.unpack_into(table),
+            (slot, packed) => *slot = packed.as_ref().map(PackedTable::unpack),
+        }
+        for (table, packed) in bulk.ids.iter_mut().zip(&self.ids) {
+            packed.unpack_into(table);
+        }
     }
 }
 
@@ -560,7 +635,8 @@ impl Timeline {
             .partition_point(|c| c.step <= before)
             .saturating_sub(1);
         let checkpoint_step = self.checkpoints.get(nearest)?.step;
-        let backward = before < self.position;
+        // A step (either way) moves less than the waypoints laid before a target span.
+        let stepping = before.abs_diff(self.position) <= WAYPOINTS_PER_SEEK * self.waypoint_spacing;
         if !(checkpoint_step..=before).contains(&self.position) {
             let waypoint = self.waypoints.iter().rposition(|w| w.step <= before);
             let restored = waypoint.is_some_and(|k| {
@@ -573,15 +649,15 @@ impl Timeline {
                 self.waypoints.clear();
             }
         }
-        // Waypoints go down near the target of a backward seek (more steps back are likely to
-        // follow), and keep going down as the timeline moves on once there are some.
+        // Waypoints go down just before the target of a step (steps back are likely to follow,
+        // and playing forward keeps laying them). A long jump lays one, next to where it lands,
+        // so that a first step back from there is cheap too: not all along the way, where
+        // copying them would cost more than the jump's replay.
         let spacing = self.waypoint_spacing;
-        let lay_from = if backward {
+        let lay_from = if stepping {
             before.saturating_sub(WAYPOINTS_PER_SEEK * spacing)
-        } else if self.waypoints.is_empty() {
-            usize::MAX
         } else {
-            self.position
+            before.saturating_sub(spacing)
         };
         let replay_from = self.position;
         let started = Instant::now();

@@ -416,6 +416,10 @@ impl Allocator for Bump {
         Box::new(self.clone())
     }
 
+    fn ledger_mut(&mut self) -> Option<&mut Ledger> {
+        Some(&mut self.arena.ledger)
+    }
+
     fn side_bytes(&self) -> usize {
         self.arena.side_bytes()
     }

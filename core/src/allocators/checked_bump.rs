@@ -17,7 +17,7 @@
 use crate::access::{Access, BadRange, Violation, ViolationClass};
 use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
 use crate::allocators::bump::Arena;
-use crate::layout::{Finding, HeapLayout, NativeStat, Stats};
+use crate::layout::{Finding, HeapLayout, Ledger, NativeStat, Stats};
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
 
@@ -343,6 +343,10 @@ impl Allocator for CheckedBump {
 
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
+    }
+
+    fn ledger_mut(&mut self) -> Option<&mut Ledger> {
+        Some(&mut self.arena.ledger)
     }
 
     fn side_bytes(&self) -> usize {

@@ -1075,7 +1075,10 @@ impl Allocator for FreeingBump {
                 }
             }
         }
-        for (ptr, _) in self.ledger.iter() {
+        // In address order: the ledger's own order depends on its table's history.
+        let mut live: Vec<Addr> = self.ledger.iter().map(|(ptr, _)| ptr).collect();
+        live.sort_unstable();
+        for ptr in live {
             let header = ptr.wrapping_sub(HEADER_SIZE);
             let occupied_here = walked
                 .binary_search_by_key(&header, |w| w.header)
@@ -1136,6 +1139,10 @@ impl Allocator for FreeingBump {
 
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
+    }
+
+    fn ledger_mut(&mut self) -> Option<&mut Ledger> {
+        Some(&mut self.ledger)
     }
 
     fn side_bytes(&self) -> usize {

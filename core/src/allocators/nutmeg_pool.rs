@@ -1421,6 +1421,10 @@ impl Allocator for NutmegPool {
         Box::new(self.clone())
     }
 
+    fn ledger_mut(&mut self) -> Option<&mut Ledger> {
+        Some(&mut self.ledger)
+    }
+
     fn side_bytes(&self) -> usize {
         self.ledger.heap_bytes() + self.objects.capacity() * size_of::<Placed>()
     }

@@ -1173,7 +1173,10 @@ impl Allocator for SegregatedFit {
                 ));
             }
         }
-        for (ptr, entry) in self.ledger.iter() {
+        // In address order: the ledger's own order depends on its table's history.
+        let mut live: Vec<_> = self.ledger.iter().collect();
+        live.sort_unstable_by_key(|&(ptr, _)| ptr);
+        for (ptr, entry) in live {
             match by_addr.get(&ptr.wrapping_sub(HEADER)) {
                 None => out.push(Finding::at(
                     ptr,
@@ -1217,6 +1220,10 @@ impl Allocator for SegregatedFit {
 
     fn clone_box(&self) -> Box<dyn Allocator> {
         Box::new(self.clone())
+    }
+
+    fn ledger_mut(&mut self) -> Option<&mut Ledger> {
+        Some(&mut self.ledger)
     }
 
     fn side_bytes(&self) -> usize {

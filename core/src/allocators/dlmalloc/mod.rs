@@ -2112,6 +2112,10 @@ impl Allocator for Dlmalloc {
         Box::new(self.clone())
     }
 
+    fn ledger_mut(&mut self) -> Option<&mut Ledger> {
+        Some(&mut self.ledger)
+    }
+
     fn side_bytes(&self) -> usize {
         self.ledger.heap_bytes()
             + self.freed.capacity() * (size_of::<Addr>() + 1)

@@ -1,0 +1,157 @@
+//! Keyed tables stored compactly, for timeline checkpoints.
+//!
+//! A replay's largest host structures are hash tables keyed by address or id with two numbers
+//! per entry (the ledger of live blocks, the program's id -> pointer map). Cloned as they are,
+//! they cost 25 bytes per slot with the table's slack; a checkpoint stores them instead sorted
+//! by key, as varints: the gap to the previous key, the first value as a signed difference
+//! from the previous entry's, the second as it is (a few bytes an entry), and rebuilds the
+//! table on restore.
+
+use rustc_hash::FxHashMap;
+
+use crate::layout::LiveEntry;
+use crate::memory::{push_varint, read_varint};
+use crate::replay::Held;
+
+/// A table value made of two numbers.
+pub(crate) trait Pair: Copy {
+    /// The two numbers; the first is stored as a difference from the previous entry's (a
+    /// pointer, which runs near its neighbours'), the second as it is (a size).
+    fn to_pair(self) -> (u64, u64);
+    /// The value back from its two numbers.
+    fn from_pair(first: u64, second: u64) -> Self;
+}
+
+impl Pair for LiveEntry {
+    fn to_pair(self) -> (u64, u64) {
+        (self.requested, self.held)
+    }
+
+    fn from_pair(requested: u64, held: u64) -> Self {
+        LiveEntry { requested, held }
+    }
+}
+
+impl Pair for Held {
+    fn to_pair(self) -> (u64, u64) {
+        (self.ptr, self.size)
+    }
+
+    fn from_pair(ptr: u64, size: u64) -> Self {
+        Held { ptr, size }
+    }
+}
+
+/// A table's entries, sorted by key and delta-encoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PackedTable {
+    entries: usize,
+    bytes: Vec<u8>,
+}
+
+fn zigzag(delta: u64) -> u64 {
+    let signed = delta as i64;
+    ((signed << 1) ^ (signed >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> u64 {
+    ((value >> 1) as i64 ^ -((value & 1) as i64)) as u64
+}
+
+impl PackedTable {
+    /// The entries of `table`, packed.
+    pub(crate) fn pack<V: Pair>(table: &FxHashMap<u64, V>) -> Self {
+        let mut sorted: Vec<(u64, V)> = table.iter().map(|(&k, &v)| (k, v)).collect();
+        sorted.sort_unstable_by_key(|&(k, _)| k);
+        let mut bytes = Vec::with_capacity(sorted.len() * 6);
+        let (mut last_key, mut last_first) = (0u64, 0u64);
+        for (key, value) in sorted {
+            let (first, second) = value.to_pair();
+            push_varint(&mut bytes, key.wrapping_sub(last_key));
+            push_varint(&mut bytes, zigzag(first.wrapping_sub(last_first)));
+            push_varint(&mut bytes, second);
+            (last_key, last_first) = (key, first);
+        }
+        bytes.shrink_to_fit();
+        Self {
+            entries: table.len(),
+            bytes,
+        }
+    }
+
+    /// The table back (its iteration order may differ from the packed table's).
+    pub(crate) fn unpack<V: Pair>(&self) -> FxHashMap<u64, V> {
+        let mut table = FxHashMap::default();
+        self.unpack_into(&mut table);
+        table
+    }
+
+    /// Makes `table` the table this was packed from, reusing its allocation (a fresh one of
+    /// a few MiB costs more in page faults than filling it does).
+    pub(crate) fn unpack_into<V: Pair>(&self, table: &mut FxHashMap<u64, V>) {
+        table.clear();
+        table.reserve(self.entries);
+        let mut at = 0;
+        let (mut key, mut first) = (0u64, 0u64);
+        while at < self.bytes.len() {
+            let (Some(gap), Some(delta), Some(second)) = (
+                read_varint(&self.bytes, &mut at),
+                read_varint(&self.bytes, &mut at),
+                read_varint(&self.bytes, &mut at),
+            ) else {
+                break;
+            };
+            key = key.wrapping_add(gap);
+            first = first.wrapping_add(unzigzag(delta));
+            table.insert(key, V::from_pair(first, second));
+        }
+    }
+
+    /// Host bytes this packed table occupies.
+    pub(crate) fn packed_bytes(&self) -> usize {
+        self.bytes.capacity() + size_of::<Self>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn tables_come_back_whole(
+            entries in proptest::collection::vec((any::<u64>(), any::<u64>(), any::<u64>()), 0..200)
+        ) {
+            let table: FxHashMap<u64, Held> = entries
+                .iter()
+                .map(|&(k, ptr, size)| (k, Held { ptr, size }))
+                .collect();
+            let packed = PackedTable::pack(&table);
+            prop_assert_eq!(packed.unpack::<Held>(), table);
+        }
+    }
+
+    #[test]
+    fn nearby_keys_and_pointers_take_a_few_bytes_an_entry() {
+        let table: FxHashMap<u64, LiveEntry> = (0..10_000u64)
+            .map(|i| {
+                let at = 0x1_0000_0000 + i * 48;
+                (
+                    at,
+                    LiveEntry {
+                        requested: 40,
+                        held: 48,
+                    },
+                )
+            })
+            .collect();
+        let packed = PackedTable::pack(&table);
+        assert!(
+            packed.packed_bytes() < 10_000 * 4,
+            "{}",
+            packed.packed_bytes()
+        );
+        assert_eq!(packed.unpack::<LiveEntry>(), table);
+    }
+}
