@@ -2,27 +2,32 @@
 //!
 //! Recording replays the trace and keeps, per operation, its outcome and three counters
 //! (requested live bytes, bytes held, footprint), the steps that went wrong in full, and
-//! checkpoints: copies of the replay state with the heap bytes packed to their non-zero words.
+//! checkpoints: copies of the replay state with its bulk packed (the heap's bytes and a
+//! model's side memory to their non-zero words and fills, the ledger and the program's id
+//! tables to sorted delta-encoded entries; see [`PackedMemory`] and `packed_table`).
 //! [`Timeline::seek`] restores the nearest checkpoint at or before the target (or continues from
 //! the current position when that is nearer) and replays forward, so every position is exactly
 //! the state a fresh replay reaches; the last operation is replayed with the decision log on.
+//! A restore clears only the memory lines written since the last one and refills the tables
+//! already allocated, so it costs what the state holds, not the heap's mapped length.
 //!
 //! Why checkpoints and not undo records: the models keep side state in host structures (ledger,
-//! shadow bytes, block lists) that undo records would have to journal model by model, while a
-//! checkpoint needs nothing from a model but `Clone`. Checkpoints are evenly spaced within a
-//! byte budget per operation: whenever they exceed it, every other one is dropped and the
-//! spacing doubles, so it adapts to the heap's size.
+//! block lists, free sets) that undo records would have to journal model by model, and a seek
+//! to a random step far from the current one would still have to walk (or materialise) about
+//! as much state as a restore rebuilds. Checkpoints need nothing from a model but `Clone` and
+//! the two hooks that hand over its bulk. They are evenly spaced within a byte budget per
+//! operation: whenever they exceed it, every other one is dropped and the spacing doubles, so
+//! it adapts to the heap's size.
 //!
 //! Stepping back is the common case of seeking (a learner steps back one operation, then
 //! another), and restoring a checkpoint for it would replay thousands of operations each time.
 //! So a timeline keeps working waypoints near where it stands: copies of the replay without
 //! its byte arrays, whose bytes come back by undoing the memories' write journals
-//! ([`Memory`]'s undo log) to the waypoint's mark. A backward seek lays a few down before its
-//! target, and they keep being laid as the timeline moves forward from there, spaced so that
-//! replaying between two costs about what copying one does (measured), within a byte budget.
-//! The benchmark (`cargo bench -p heapscope-tests --bench
-//! timeline`) measures what this costs and how fast seeks are.
-
+//! ([`Memory`]'s undo log) to the waypoint's mark. A step lays a few down before its target
+//! (a long jump, one next to where it lands), and they keep being laid as the timeline plays
+//! forward, spaced so that replaying between two costs about what copying one does (measured),
+//! within a byte budget. The benchmark (`cargo bench -p heapscope-tests --bench timeline`)
+//! measures what this costs and how fast seeks are.
 use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
