@@ -8,6 +8,8 @@
 //! The arena logic here is shared with [`checked_bump`](super::checked_bump), which adds guard
 //! bytes and a shadow state per byte on top of it.
 
+use std::sync::Arc;
+
 use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
 use crate::layout::{Block, BlockState, Finding, HeapLayout, Ledger, Marker, NativeStat, Stats};
 use crate::memory::Memory;
@@ -42,6 +44,166 @@ impl ArenaBlock {
     }
 }
 
+/// Blocks per chunk of a [`BlockList`]: 32 KiB of placements, so a clone of a list of a
+/// million blocks copies a thousand chunk pointers and the last chunk, not 32 MB.
+const CHUNK_BLOCKS: usize = 1024;
+/// Host bytes of one full chunk: its placements and the `Arc`'s two counts.
+const CHUNK_HEAP_BYTES: usize = CHUNK_BLOCKS * size_of::<Placement>() + 2 * size_of::<usize>();
+
+/// Where a block lies: the part of an [`ArenaBlock`] that never changes once it is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Placement {
+    pad_start: Addr,
+    start: Addr,
+    size: u64,
+    guard: u64,
+}
+
+impl Placement {
+    fn with_freed(self, freed: bool) -> ArenaBlock {
+        ArenaBlock {
+            pad_start: self.pad_start,
+            start: self.start,
+            size: self.size,
+            guard: self.guard,
+            freed,
+        }
+    }
+}
+
+/// The blocks of a bump arena in the order they were placed, cheap to clone.
+///
+/// A bump arena only ever appends, and a timeline keeps many copies of it (its checkpoints).
+/// So placements live in chunks of [`CHUNK_BLOCKS`]: every full chunk is immutable behind an
+/// [`Arc`] that all copies share, and only the last, growing chunk belongs to one list. The one
+/// thing that changes after a push, whether the program freed the block, is kept apart in a
+/// bit set, so freeing a block never copies a chunk. A clone copies the chunk pointers, the
+/// last chunk and the bit set; pushes and frees on either side never show on the other.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BlockList {
+    /// Full chunks of exactly [`CHUNK_BLOCKS`] placements, shared by every copy.
+    chunks: Vec<Arc<[Placement]>>,
+    /// The last chunk, shorter than [`CHUNK_BLOCKS`]; a clone copies it (at most 32 KiB).
+    tail: Vec<Placement>,
+    /// Bit `i % 64` of word `i / 64`: the program freed block `i`.
+    freed: Vec<u64>,
+}
+
+impl BlockList {
+    /// Number of blocks.
+    pub fn len(&self) -> usize {
+        self.chunks.len() * CHUNK_BLOCKS + self.tail.len()
+    }
+
+    /// Appends a block (its `freed` flag included).
+    pub fn push(&mut self, block: ArenaBlock) {
+        let i = self.len();
+        if i.is_multiple_of(64) {
+            self.freed.push(0);
+        }
+        // Grow the tail by doubling up to exactly one chunk, never past it.
+        if self.tail.len() == self.tail.capacity() {
+            let want = (self.tail.capacity() * 2).clamp(4, CHUNK_BLOCKS);
+            self.tail.reserve_exact(want - self.tail.len());
+        }
+        self.tail.push(Placement {
+            pad_start: block.pad_start,
+            start: block.start,
+            size: block.size,
+            guard: block.guard,
+        });
+        self.set_freed(i, block.freed);
+        if self.tail.len() == CHUNK_BLOCKS {
+            // Sealed: from now on shared, never written. The tail keeps its buffer.
+            self.chunks.push(Arc::from(self.tail.as_slice()));
+            self.tail.clear();
+        }
+    }
+
+    fn placement(&self, i: usize) -> Option<&Placement> {
+        let (chunk, offset) = (i / CHUNK_BLOCKS, i % CHUNK_BLOCKS);
+        match self.chunks.get(chunk) {
+            Some(placements) => placements.get(offset),
+            None if chunk == self.chunks.len() => self.tail.get(offset),
+            None => None,
+        }
+    }
+
+    fn is_freed(&self, i: usize) -> bool {
+        self.freed
+            .get(i / 64)
+            .is_some_and(|word| word & (1 << (i % 64)) != 0)
+    }
+
+    /// Block `i` (0 = the first placed), `None` past the end.
+    pub fn get(&self, i: usize) -> Option<ArenaBlock> {
+        self.placement(i).map(|p| p.with_freed(self.is_freed(i)))
+    }
+
+    /// Marks block `i` freed or live again; does nothing past the end.
+    pub fn set_freed(&mut self, i: usize, freed: bool) {
+        if i >= self.len() {
+            return;
+        }
+        if let Some(word) = self.freed.get_mut(i / 64) {
+            let bit = 1 << (i % 64);
+            if freed {
+                *word |= bit;
+            } else {
+                *word &= !bit;
+            }
+        }
+    }
+
+    /// The blocks in the order they were placed.
+    pub fn iter(&self) -> impl Iterator<Item = ArenaBlock> + '_ {
+        self.chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .chain(&self.tail)
+            .enumerate()
+            .map(|(i, p)| p.with_freed(self.is_freed(i)))
+    }
+
+    /// Index of the first block for which `pred` is false, given that it holds for a prefix of
+    /// the blocks and fails for the rest (as [`slice::partition_point`]).
+    pub fn partition_point(&self, mut pred: impl FnMut(&ArenaBlock) -> bool) -> usize {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.get(mid).is_some_and(|b| pred(&b)) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        low
+    }
+
+    /// Host bytes this list holds that no other copy shares: the chunk pointers, the last
+    /// chunk and the freed bits. A clone allocates exactly these.
+    pub fn unshared_bytes(&self) -> usize {
+        self.chunks.capacity() * size_of::<Arc<[Placement]>>()
+            + self.tail.capacity() * size_of::<Placement>()
+            + self.freed.capacity() * size_of::<u64>()
+    }
+
+    /// Host bytes of the full chunks that this list holds first: those no copy holds but
+    /// this one and, at most, the one it was cloned from.
+    ///
+    /// A timeline takes a checkpoint by cloning the live state, so a chunk sealed since the
+    /// last checkpoint is held by the live state and the new checkpoint only, and is counted
+    /// for that checkpoint; every later checkpoint shares it and does not count it again.
+    pub fn first_held_bytes(&self) -> usize {
+        let first_held = self
+            .chunks
+            .iter()
+            .filter(|chunk| Arc::strong_count(chunk) <= 2)
+            .count();
+        first_held * CHUNK_HEAP_BYTES
+    }
+}
+
 /// A bump region: the state both bump variants share.
 #[derive(Debug, Clone)]
 pub(crate) struct Arena {
@@ -50,14 +212,23 @@ pub(crate) struct Arena {
     pub capacity: u64,
     pub bumper: Addr,
     /// Blocks in address order (a bump allocator only ever appends).
-    pub blocks: Vec<ArenaBlock>,
+    pub blocks: BlockList,
     pub ledger: Ledger,
 }
 
 impl Arena {
-    /// Host bytes outside the memory: the block list and the ledger.
+    /// Host bytes outside the memory that this copy of the arena newly costs: the ledger, the
+    /// block list's chunk pointers, last chunk and freed bits (a clone allocates these), and
+    /// the list's full chunks that no earlier copy holds.
+    ///
+    /// Full chunks are shared by every copy, so a timeline's checkpoints hold one copy of
+    /// them between them (the newest checkpoint's; every older one's are a prefix of it).
+    /// Each is counted once, for the first checkpoint that holds it
+    /// ([`BlockList::first_held_bytes`]), not again for every checkpoint after it. (When a
+    /// timeline drops that checkpoint, the later ones that still hold the chunk were counted
+    /// without it: this undercounts by up to the chunks' bytes, about 32 B per block.)
     pub fn side_bytes(&self) -> usize {
-        self.blocks.capacity() * size_of::<ArenaBlock>() + self.ledger.heap_bytes()
+        self.blocks.unshared_bytes() + self.blocks.first_held_bytes() + self.ledger.heap_bytes()
     }
 
     pub fn new(kind: AllocatorKind, config: &HeapConfig) -> Result<Self, ConfigError> {
@@ -77,7 +248,7 @@ impl Arena {
             base,
             capacity,
             bumper: base,
-            blocks: Vec::new(),
+            blocks: BlockList::default(),
             ledger: Ledger::default(),
         })
     }
@@ -172,19 +343,27 @@ impl Arena {
     pub fn find_start(&self, ptr: Addr) -> Option<usize> {
         // Zero-size blocks can share a start with the next block: take the last such block.
         let i = self.blocks.partition_point(|b| b.start <= ptr);
-        i.checked_sub(1).filter(|&i| self.blocks[i].start == ptr)
+        i.checked_sub(1)
+            .filter(|&i| self.blocks.get(i).is_some_and(|b| b.start == ptr))
+    }
+
+    /// The block whose payload starts exactly at `ptr`, with its index.
+    pub fn block_starting_at(&self, ptr: Addr) -> Option<(usize, ArenaBlock)> {
+        let i = self.find_start(ptr)?;
+        Some((i, self.blocks.get(i)?))
     }
 
     /// Index of the block whose padding, payload or guard contains `addr`.
     pub fn find_containing(&self, addr: Addr) -> Option<usize> {
         let i = self.blocks.partition_point(|b| b.pad_start <= addr);
-        i.checked_sub(1).filter(|&i| addr < self.blocks[i].end())
+        i.checked_sub(1)
+            .filter(|&i| self.blocks.get(i).is_some_and(|b| addr < b.end()))
     }
 
     /// Blocks, padding, guards and the unused tail as layout data.
     pub fn layout_blocks(&self, requested_known: bool) -> Vec<Block> {
         let mut out = Vec::with_capacity(self.blocks.len() * 2 + 1);
-        for b in &self.blocks {
+        for b in self.blocks.iter() {
             if b.start > b.pad_start {
                 out.push(Block::plain(b.pad_start..b.start, BlockState::Padding));
             }
@@ -215,7 +394,7 @@ impl Arena {
     pub fn validate(&self) -> Vec<Finding> {
         let mut findings = Vec::new();
         let mut at = self.base;
-        for b in &self.blocks {
+        for b in self.blocks.iter() {
             if b.pad_start != at {
                 findings.push(Finding::at(
                     b.start,
@@ -262,7 +441,7 @@ impl Arena {
 
     /// Payload bytes of the live block starting at `ptr`.
     pub fn usable_size(&self, ptr: Addr) -> Option<u64> {
-        let b = &self.blocks[self.find_start(ptr)?];
+        let (_, b) = self.block_starting_at(ptr)?;
         (!b.freed).then_some(b.size)
     }
 
@@ -315,14 +494,14 @@ impl Allocator for Bump {
 
     fn free(&mut self, ptr: Addr, trail: &mut Trail) -> Result<(), AllocError> {
         self.ignored_frees += 1;
-        match self.arena.find_start(ptr) {
-            Some(i) if !self.arena.blocks[i].freed => {
-                self.arena.blocks[i].freed = true;
+        match self.arena.block_starting_at(ptr).filter(|(_, b)| !b.freed) {
+            Some((i, block)) => {
+                self.arena.blocks.set_freed(i, true);
                 self.arena.ledger.on_free(ptr);
                 say!(
                     trail,
                     "free({ptr:#x}) recorded and ignored: a bump allocator never reuses memory, so its {} stay held",
-                    bytes(self.arena.blocks[i].size)
+                    bytes(block.size)
                 );
             }
             _ => say!(
@@ -337,23 +516,22 @@ impl Allocator for Bump {
     /// block is retired before the new one is placed, because after a zero-size block the new
     /// one starts at the very same address.
     fn realloc(&mut self, ptr: Addr, size: u64, trail: &mut Trail) -> Result<Addr, AllocError> {
-        let index = self
+        let (index, old) = self
             .arena
-            .find_start(ptr)
-            .filter(|&i| !self.arena.blocks[i].freed)
+            .block_starting_at(ptr)
+            .filter(|(_, b)| !b.freed)
             .ok_or_else(|| {
                 AllocError::new(
                     ErrorKind::InvalidFree,
                     format!("realloc of {ptr:#x}, which is not a live block"),
                 )
             })?;
-        let old = self.arena.blocks[index];
         say!(
             trail,
             "no realloc in a bump allocator: allocate {} and copy",
             bytes(size)
         );
-        self.arena.blocks[index].freed = true;
+        self.arena.blocks.set_freed(index, true);
         let held = self.arena.ledger.on_free(ptr);
         match self.arena.bump(size, 0, 0, trail) {
             Ok(new) => {
@@ -372,7 +550,7 @@ impl Allocator for Bump {
             }
             Err(e) => {
                 // realloc failing leaves the old block live, as C's does.
-                self.arena.blocks[index].freed = false;
+                self.arena.blocks.set_freed(index, false);
                 if let Some(entry) = held {
                     self.arena.ledger.on_alloc(ptr, entry.requested, entry.held);
                 }
@@ -517,5 +695,191 @@ mod tests {
         );
         assert!(layout.check_tiling().is_empty());
         assert_eq!(heap.stats().held, 3 + 13 + 8);
+    }
+
+    /// Back-to-back blocks of sizes 0..7 (zero-size ones share a start with the next), every
+    /// third with padding before it.
+    fn placed(n: usize) -> Vec<ArenaBlock> {
+        let mut at: Addr = 0x1000;
+        (0..n)
+            .map(|i| {
+                let start = if i % 3 == 0 {
+                    (at + 1).next_multiple_of(8)
+                } else {
+                    at
+                };
+                let block = ArenaBlock {
+                    pad_start: at,
+                    start,
+                    size: (i % 8) as u64,
+                    guard: (i % 2) as u64,
+                    freed: false,
+                };
+                at = block.end();
+                block
+            })
+            .collect()
+    }
+
+    fn list_of(blocks: &[ArenaBlock]) -> BlockList {
+        let mut list = BlockList::default();
+        for &b in blocks {
+            list.push(b);
+        }
+        list
+    }
+
+    fn assert_same(list: &BlockList, model: &[ArenaBlock]) {
+        assert_eq!(list.len(), model.len());
+        assert_eq!(list.iter().collect::<Vec<_>>(), model);
+        for (i, b) in model.iter().enumerate() {
+            assert_eq!(list.get(i), Some(*b), "block {i}");
+        }
+        assert_eq!(list.get(model.len()), None);
+    }
+
+    #[test]
+    fn block_list_pushes_across_chunk_boundaries() {
+        for n in [
+            0,
+            1,
+            CHUNK_BLOCKS - 1,
+            CHUNK_BLOCKS,
+            CHUNK_BLOCKS + 1,
+            3 * CHUNK_BLOCKS + 17,
+        ] {
+            let mut model = placed(n);
+            for i in (0..n).step_by(7) {
+                model[i].freed = true;
+            }
+            let list = list_of(&model);
+            assert_same(&list, &model);
+            assert_eq!(list.chunks.len(), n / CHUNK_BLOCKS, "{n} blocks");
+            assert!(
+                list.tail.capacity() <= CHUNK_BLOCKS,
+                "the tail never outgrows a chunk"
+            );
+        }
+    }
+
+    #[test]
+    fn block_list_clones_share_full_chunks_but_never_see_each_others_changes() {
+        let blocks = placed(3 * CHUNK_BLOCKS + 40);
+        let (head, rest) = blocks.split_at(2 * CHUNK_BLOCKS + 10);
+        let mut original = list_of(head);
+        let mut copy = original.clone();
+        assert!(
+            original
+                .chunks
+                .iter()
+                .zip(&copy.chunks)
+                .all(|(a, b)| Arc::ptr_eq(a, b)),
+            "full chunks are shared, not copied"
+        );
+        let mut original_model = head.to_vec();
+        let mut copy_model = head.to_vec();
+        // Frees in a shared chunk and in the tail, different on each side.
+        for (i, freed) in [
+            (5, true),
+            (CHUNK_BLOCKS + 3, true),
+            (2 * CHUNK_BLOCKS + 2, true),
+        ] {
+            original.set_freed(i, freed);
+            original_model[i].freed = freed;
+        }
+        for i in [6, 2 * CHUNK_BLOCKS + 9] {
+            copy.set_freed(i, true);
+            copy_model[i].freed = true;
+        }
+        // The original grows past the next chunk boundary; the copy grows differently.
+        for &b in rest {
+            original.push(b);
+            original_model.push(b);
+        }
+        let mut other = rest[0];
+        other.size += 100;
+        copy.push(other);
+        copy_model.push(other);
+        // Clearing a flag again (realloc's failure path) stays on its side too.
+        original.set_freed(5, false);
+        original_model[5].freed = false;
+        assert_same(&original, &original_model);
+        assert_same(&copy, &copy_model);
+        assert_eq!(
+            copy.get(5).map(|b| b.freed),
+            Some(false),
+            "never freed on this side"
+        );
+    }
+
+    #[test]
+    fn block_list_partition_point_agrees_with_a_vec() {
+        let model = placed(2 * CHUNK_BLOCKS + 300);
+        let list = list_of(&model);
+        let first = model[0].pad_start;
+        let last = model[model.len() - 1].end();
+        for addr in (first.saturating_sub(2)..last + 2).step_by(3) {
+            assert_eq!(
+                list.partition_point(|b| b.start <= addr),
+                model.partition_point(|b| b.start <= addr),
+                "start <= {addr:#x}"
+            );
+            assert_eq!(
+                list.partition_point(|b| b.pad_start <= addr),
+                model.partition_point(|b| b.pad_start <= addr),
+                "pad_start <= {addr:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn block_list_clone_costs_its_tail_and_bits_not_its_full_chunks() {
+        let short = list_of(&placed(CHUNK_BLOCKS + 5)).clone();
+        let long = list_of(&placed(40 * CHUNK_BLOCKS + 5)).clone();
+        // 39 more full chunks add only their pointers and their blocks' freed bits.
+        let per_chunk = size_of::<Arc<[Placement]>>() + CHUNK_BLOCKS / 8;
+        assert_eq!(
+            long.unshared_bytes() - short.unshared_bytes(),
+            39 * per_chunk
+        );
+        assert!(long.unshared_bytes() < 2 * CHUNK_BLOCKS * size_of::<Placement>());
+    }
+
+    #[test]
+    fn each_full_chunk_is_counted_for_the_first_copy_that_holds_it() {
+        let blocks = placed(12 * CHUNK_BLOCKS);
+        let mut live = list_of(&blocks[..10 * CHUNK_BLOCKS + 3]);
+        let first = live.clone();
+        assert_eq!(first.first_held_bytes(), 10 * CHUNK_HEAP_BYTES);
+        for &b in &blocks[10 * CHUNK_BLOCKS + 3..] {
+            live.push(b);
+        }
+        let second = live.clone();
+        assert_eq!(
+            second.first_held_bytes(),
+            2 * CHUNK_HEAP_BYTES,
+            "the ten chunks `first` holds are paid for already"
+        );
+        drop((first, second));
+        // Once no copy holds them any more, the next copy pays for them all.
+        assert_eq!(live.clone().first_held_bytes(), 12 * CHUNK_HEAP_BYTES);
+    }
+
+    #[test]
+    fn a_cloned_heap_frees_and_allocates_without_touching_the_original() {
+        let mut heap = small(1 << 20);
+        let mut t = Trail::off();
+        let ptrs: Vec<Addr> = (0..3000)
+            .map(|i| heap.allocate(1 + i % 5, 0, &mut t).unwrap())
+            .collect();
+        let before = heap.inspect();
+        let mut copy = heap.clone();
+        copy.free(ptrs[10], &mut t).unwrap();
+        copy.free(ptrs[2999], &mut t).unwrap();
+        copy.allocate(7, 0, &mut t).unwrap();
+        assert_eq!(heap.inspect(), before);
+        assert!(copy.validate().is_empty());
+        assert_eq!(copy.usable_size(ptrs[10]), None);
+        assert_eq!(heap.usable_size(ptrs[10]), Some(1));
     }
 }

@@ -120,7 +120,7 @@ impl CheckedBump {
                 .partition_point(|b| b.start <= addr)
                 .checked_sub(1)?,
         };
-        let b = &self.arena.blocks[i];
+        let b = self.arena.blocks.get(i)?;
         Some(b.start..b.start + b.size)
     }
 
@@ -205,9 +205,8 @@ impl CheckedBump {
 
     /// Classifies `free(ptr)`: `None` when `ptr` is a live block's start.
     pub fn check_free(&self, ptr: Addr) -> Option<Violation> {
-        let block = self.arena.find_start(ptr).map(|i| self.arena.blocks[i]);
-        let class = match block {
-            Some(b) if !b.freed => return None,
+        let class = match self.arena.block_starting_at(ptr) {
+            Some((_, b)) if !b.freed => return None,
             Some(_) => ViolationClass::DoubleFree,
             None => ViolationClass::InvalidFree,
         };
@@ -260,14 +259,14 @@ impl Allocator for CheckedBump {
             };
             return Err(AllocError::new(kind, violation.message));
         }
-        let Some(i) = self.arena.find_start(ptr) else {
+        let Some((i, block)) = self.arena.block_starting_at(ptr) else {
             return Err(AllocError::new(
                 ErrorKind::InvalidFree,
                 format!("Invalid Free at {ptr:#x}"),
             ));
         };
-        let size = self.arena.blocks[i].size;
-        self.arena.blocks[i].freed = true;
+        let size = block.size;
+        self.arena.blocks.set_freed(i, true);
         self.arena.ledger.on_free(ptr);
         self.set_shadow(ptr, size, Shadow::Freed);
         say!(
@@ -295,7 +294,7 @@ impl Allocator for CheckedBump {
 
     fn validate(&self) -> Vec<Finding> {
         let mut findings = self.arena.validate();
-        for b in &self.arena.blocks {
+        for b in self.arena.blocks.iter() {
             let expect = [
                 (b.pad_start, b.start - b.pad_start, Shadow::Padding),
                 (
