@@ -49,7 +49,9 @@ pub const MAX_PROBLEMS: usize = 65_536;
 /// How a timeline spends memory on checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordOptions {
-    /// Checkpoint bytes allowed per recorded operation, on average over the trace so far.
+    /// Checkpoint bytes allowed per recorded operation, on average over the trace so far;
+    /// over the whole trace, the problems kept in full come out of the same allowance (they
+    /// cannot be dropped, so a trace that fails often gets fewer checkpoints).
     pub checkpoint_bytes_per_op: usize,
     /// Operations between two checkpoints to start with (doubled as the budget requires).
     pub min_spacing: usize,
@@ -62,8 +64,9 @@ pub struct RecordOptions {
 
 impl Default for RecordOptions {
     fn default() -> Self {
-        // Per-step records take 13 bytes and kept problems up to about 8: 40 keeps the whole
-        // recording under 64 B per operation.
+        // Per-step records take 13 bytes: 40 more for checkpoints and problems keeps the
+        // whole recording under 53 B per operation as counted, which leaves room below 64 for
+        // what the process's allocator adds (up to 8 B per operation, measured).
         Self {
             checkpoint_bytes_per_op: 40,
             min_spacing: 512,
@@ -111,6 +114,23 @@ pub struct Problem {
     pub violations: Vec<Violation>,
     /// The address the operation concerned.
     pub addr: Option<Addr>,
+}
+
+impl Problem {
+    /// Host bytes this record occupies.
+    fn host_bytes(&self) -> usize {
+        let message = match &self.result {
+            StepResult::Failed(e) => e.message.capacity(),
+            StepResult::Skipped(why) => why.capacity(),
+            StepResult::Placed(_) | StepResult::Done => 0,
+        };
+        let violations: usize = self
+            .violations
+            .iter()
+            .map(|v| size_of::<Violation>() + v.message.capacity())
+            .sum();
+        size_of::<Self>() + message + violations
+    }
 }
 
 /// Why a timeline could not be recorded.
@@ -425,12 +445,32 @@ pub struct Timeline {
 /// Marks, for each operation, whether it is the last one naming its id.
 fn last_mentions(ops: &[Op]) -> Vec<u64> {
     let mut bits = vec![0u64; ops.len().div_ceil(64)];
-    let mut seen = FxHashSet::default();
-    for (i, op) in ops.iter().enumerate().rev() {
-        if let Some(id) = op.id()
-            && seen.insert(id)
-        {
-            bits[i / 64] |= 1 << (i % 64);
+    let mut mark = |i: usize| bits[i / 64] |= 1 << (i % 64);
+    // Ids are usually small and dense (importers number blocks as they meet them): then a bit
+    // per id is much faster than a set of a million ids.
+    let max_id = ops.iter().filter_map(Op::id).max().unwrap_or(0);
+    match usize::try_from(max_id) {
+        Ok(max) if max < ops.len().saturating_mul(4).max(1 << 16) => {
+            let mut seen = vec![0u64; max / 64 + 1];
+            for (i, op) in ops.iter().enumerate().rev() {
+                if let Some(id) = op.id().and_then(|id| usize::try_from(id).ok()) {
+                    let word = &mut seen[id / 64];
+                    if *word & (1 << (id % 64)) == 0 {
+                        *word |= 1 << (id % 64);
+                        mark(i);
+                    }
+                }
+            }
+        }
+        _ => {
+            let mut seen = FxHashSet::default();
+            for (i, op) in ops.iter().enumerate().rev() {
+                if let Some(id) = op.id()
+                    && seen.insert(id)
+                {
+                    mark(i);
+                }
+            }
         }
     }
     bits
@@ -469,6 +509,7 @@ impl Timeline {
         let mut problems = Vec::new();
         let mut checkpoints = vec![Checkpoint::take(&mut state, 0)];
         let mut spent = checkpoints[0].bytes;
+        let mut problem_bytes = 0;
         let mut spacing = options.min_spacing.max(1);
         let mut off = Trail::off();
         for (i, op) in ops.iter().enumerate() {
@@ -483,12 +524,14 @@ impl Timeline {
             held.push(stats.held);
             footprint.push(stats.footprint);
             if outcome != StepOutcome::Ok && problems.len() < MAX_PROBLEMS {
-                problems.push(Problem {
+                let problem = Problem {
                     step: i,
                     result: step.result,
                     violations: step.violations,
                     addr: step.addr,
-                });
+                };
+                problem_bytes += problem.host_bytes();
+                problems.push(problem);
             }
             forget_if_last(&last_mention, i, op, &mut state);
             if (i + 1) % spacing == 0 {
@@ -496,12 +539,21 @@ impl Timeline {
                 spent += checkpoint.bytes;
                 checkpoints.push(checkpoint);
                 // Over budget: keep every other checkpoint, so the spacing stays even and a
-                // seek replays fewer than `spacing` operations wherever it lands.
-                let budget = options.checkpoint_bytes_per_op.saturating_mul(i + 1);
+                // seek replays fewer than `spacing` operations wherever it lands. The budget
+                // grows with the operations recorded (so the spacing follows the state's
+                // size), and the problems kept come out of the whole trace's share.
+                let per_op = options.checkpoint_bytes_per_op;
+                let budget = per_op.saturating_mul(i + 1).min(
+                    per_op
+                        .saturating_mul(ops.len())
+                        .saturating_sub(problem_bytes),
+                );
                 while spent > budget && checkpoints.len() > 1 {
                     spacing = spacing.saturating_mul(2);
+                    let before: usize = checkpoints.iter().map(|c| c.bytes).sum();
                     checkpoints.retain(|c| c.step % spacing == 0);
-                    spent = checkpoints.iter().map(|c| c.bytes).sum();
+                    let after: usize = checkpoints.iter().map(|c| c.bytes).sum();
+                    spent -= before - after;
                 }
             }
         }
@@ -602,23 +654,7 @@ impl Timeline {
     /// Host bytes the recording occupies beyond the trace and the current state: per-step
     /// records, problems and checkpoints.
     pub fn recorded_bytes(&self) -> usize {
-        let problems: usize = self
-            .problems
-            .iter()
-            .map(|p| {
-                let message = match &p.result {
-                    StepResult::Failed(e) => e.message.capacity(),
-                    StepResult::Skipped(why) => why.capacity(),
-                    StepResult::Placed(_) | StepResult::Done => 0,
-                };
-                let violations: usize = p
-                    .violations
-                    .iter()
-                    .map(|v| size_of::<Violation>() + v.message.capacity())
-                    .sum();
-                size_of::<Problem>() + message + violations
-            })
-            .sum();
+        let problems: usize = self.problems.iter().map(Problem::host_bytes).sum();
         self.outcomes.capacity()
             + self.requested_live.bytes()
             + self.held.bytes()
@@ -785,6 +821,38 @@ mod tests {
     /// `n` allocations of `size` bytes, ids 0..n.
     fn allocs(n: u64, size: u64) -> Vec<Op> {
         (0..n).map(|id| Op::Alloc { id, size, align: 0 }).collect()
+    }
+
+    #[test]
+    fn last_mentions_are_the_same_for_small_and_huge_ids() {
+        let ops = |spread: u64| -> Vec<Op> {
+            let id = |k: u64| k * spread;
+            vec![
+                Op::Alloc {
+                    id: id(1),
+                    size: 8,
+                    align: 0,
+                },
+                Op::Alloc {
+                    id: id(2),
+                    size: 8,
+                    align: 0,
+                },
+                Op::Free { id: id(1) },
+                Op::Mark { label: "x".into() },
+                Op::Free { id: id(2) },
+                Op::Alloc {
+                    id: id(1),
+                    size: 8,
+                    align: 0,
+                },
+                Op::Free { id: id(3) },
+                Op::Free { id: id(1) },
+            ]
+        };
+        let wanted = vec![0b1101_0000];
+        assert_eq!(last_mentions(&ops(1)), wanted);
+        assert_eq!(last_mentions(&ops(1 << 40)), wanted);
     }
 
     fn record(kind: AllocatorKind, ops: &[Op]) -> Timeline {
