@@ -10,6 +10,16 @@ use crate::memory::Memory;
 use crate::trace::Op;
 use crate::{Addr, AllocatorKind};
 
+/// What a model's derived side memory was derived from at one step: for checked-bump, how
+/// many blocks it had placed and which it had freed. A timeline keeps it for the side memory
+/// it carries from step to step, so that rederiving touches only what changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SideBasis {
+    pub(crate) blocks: usize,
+    /// Bit `i`: block `i` was freed.
+    pub(crate) freed: Vec<u64>,
+}
+
 /// The plain-words explanation of one call, collected only when asked for.
 ///
 /// Models write to it with [`say!`](crate::say), which formats nothing when the
@@ -290,6 +300,27 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     /// timeline to journal with the heap's bytes instead of copying it whole.
     fn side_memory_mut(&mut self) -> Option<&mut Memory> {
         None
+    }
+
+    /// Whether the side memory follows from the rest of the model's state (see
+    /// [`Self::side_basis`]), so that a checkpoint need not keep it.
+    fn side_memory_is_derived(&self) -> bool {
+        false
+    }
+
+    /// What the side memory is derived from (`None` when the model does not derive it):
+    /// checked-bump's shadow follows from its block list, so that a checkpoint need not keep
+    /// the shadow.
+    fn side_basis(&self) -> Option<SideBasis> {
+        None
+    }
+
+    /// Brings a derived side memory back in line with the rest of the model's state, after a
+    /// timeline restored that state under the side memory of another step of the same run,
+    /// whose [`Self::side_basis`] was `previous` (or under an empty one, `None`). With a basis
+    /// it costs what differs; without, a look at every block.
+    fn rederive_side_memory(&mut self, previous: Option<&SideBasis>) {
+        let _ = previous;
     }
 
     /// The side memory, read-only.

@@ -200,6 +200,11 @@ impl Memory {
         self.journal = Some(Box::default());
     }
 
+    /// Stops recording writes and forgets what was recorded.
+    pub(crate) fn stop_journal(&mut self) {
+        self.journal = None;
+    }
+
     /// A position in the journal to undo back to (`None` when no journal is kept).
     pub(crate) fn journal_mark(&self) -> Option<usize> {
         self.journal.as_ref().map(|j| j.forgotten + j.entries.len())
@@ -288,6 +293,16 @@ impl Memory {
     /// Number of mapped bytes.
     pub fn len(&self) -> u64 {
         self.bytes.len() as u64
+    }
+
+    /// Cuts the mapping back to its first `len` bytes (nothing when it is shorter). The
+    /// journal stops: it could not undo across the cut.
+    pub(crate) fn truncate_to(&mut self, len: u64) {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len < self.bytes.len() {
+            self.bytes.truncate(len);
+            self.journal = None;
+        }
     }
 
     /// Whether no byte is mapped.

@@ -222,16 +222,29 @@ impl Checkpoint {
     fn restore(&self) -> Replayer {
         let mut replay = self.replay.clone();
         self.bulk.unpack().put(&mut replay);
+        if self.bulk.side_derived {
+            replay.heap_mut().rederive_side_memory(None);
+        }
         replay
     }
 
     /// Makes `state` this checkpoint's state, reusing its memories' buffers (only the lines
     /// written since they were last restored are cleared).
     fn restore_into(&self, state: &mut Replayer) {
+        // A derived side memory stays the one of the step the timeline stood on, and is
+        // brought in line by difference with what it was derived from there.
+        let basis = if self.bulk.side_derived {
+            state.heap().side_basis()
+        } else {
+            None
+        };
         let mut bulk = Bulk::take(state);
         self.bulk.unpack_into(&mut bulk);
         *state = self.replay.clone();
         bulk.put(state);
+        if self.bulk.side_derived {
+            state.heap_mut().rederive_side_memory(basis.as_ref());
+        }
     }
 }
 
@@ -239,6 +252,8 @@ impl Checkpoint {
 /// (the ledger of live blocks, the program's ids), taken out of a state and put back.
 struct Bulk {
     memories: Memories,
+    /// The model rebuilds its side memory itself: a restored state's must be rederived.
+    side_derived: bool,
     ledger: Option<FxHashMap<Addr, LiveEntry>>,
     ids: [FxHashMap<Id, Held>; 2],
 }
@@ -247,6 +262,7 @@ impl Bulk {
     fn take(state: &mut Replayer) -> Self {
         Self {
             memories: Memories::take(state),
+            side_derived: state.heap().side_memory_is_derived(),
             ledger: state.heap_mut().ledger_mut().map(Ledger::take_live),
             ids: state.take_ids(),
         }
@@ -265,7 +281,10 @@ impl Bulk {
 #[derive(Debug, Clone)]
 struct PackedBulk {
     memory: PackedMemory,
+    /// Not kept when the model derives it
+    /// ([`side_memory_is_derived`](crate::allocator::Allocator::side_memory_is_derived)).
     side: Option<PackedMemory>,
+    side_derived: bool,
     ledger: Option<PackedTable>,
     ids: [PackedTable; 2],
 }
@@ -274,7 +293,12 @@ impl PackedBulk {
     fn pack(bulk: &Bulk) -> Self {
         Self {
             memory: bulk.memories.heap.pack(),
-            side: bulk.memories.side.as_ref().map(Memory::pack),
+            side: if bulk.side_derived {
+                None
+            } else {
+                bulk.memories.side.as_ref().map(Memory::pack)
+            },
+            side_derived: bulk.side_derived,
             ledger: bulk.ledger.as_ref().map(PackedTable::pack),
             ids: [
                 PackedTable::pack(&bulk.ids[0]),
@@ -300,6 +324,7 @@ impl PackedBulk {
                 heap: self.memory.unpack(),
                 side: self.side.as_ref().map(PackedMemory::unpack),
             },
+            side_derived: self.side_derived,
             ledger: self.ledger.as_ref().map(PackedTable::unpack),
             ids: [self.ids[0].unpack(), self.ids[1].unpack()],
         }
@@ -308,7 +333,12 @@ impl PackedBulk {
     /// Unpacks into `bulk`, reusing its memories' buffers.
     fn unpack_into(&self, bulk: &mut Bulk) {
         self.memory.unpack_into(&mut bulk.memories.heap);
+        // A derived side memory stays as it is, to be rederived once the state is back.
+        bulk.side_derived = self.side_derived;
         match (&mut bulk.memories.side, &self.side) {
+            // Like the heap's, its journal describes the step the timeline leaves.
+            (Some(memory), _) if self.side_derived => memory.stop_journal(),
+            _ if self.side_derived => {}
             (Some(memory), Some(packed)) => packed.unpack_into(memory),
             (slot, packed) => *slot = packed.as_ref().map(PackedMemory::unpack),
         }

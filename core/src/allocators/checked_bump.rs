@@ -15,6 +15,7 @@
 //! it ("Access uninitialized bytes") is kept.
 
 use crate::access::{Access, BadRange, Violation, ViolationClass};
+use crate::allocator::SideBasis;
 use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
 use crate::allocators::bump::Arena;
 use crate::layout::{Finding, HeapLayout, Ledger, NativeStat, Stats};
@@ -102,6 +103,70 @@ impl CheckedBump {
         self.shadow.grow_to(end);
         // In range by construction: the shadow now reaches `end`.
         let _ = self.shadow.fill(from, len, state as u8);
+    }
+
+    /// Makes the shadow what the block list says: each block's padding, its payload live or
+    /// freed, its guard, and nothing past the last block (the shadow is written nowhere else).
+    ///
+    /// The shadow on entry must be one this heap had at some step of the same run (the one
+    /// `previous` describes, when given), or empty. Block lists of one run are prefixes of one
+    /// another, so with `previous` only the blocks placed since and the payloads whose freed
+    /// bit differs are written. Without, every block's regions are each wholly in one state,
+    /// the one they were placed in or never written, and the first byte of each tells whether
+    /// to refill it.
+    fn resync_shadow(&mut self, previous: Option<&SideBasis>) {
+        let base = self.arena.base;
+        if self.shadow.base() != base {
+            self.shadow = Memory::new(base, 0);
+        }
+        let blocks = self.arena.blocks.len();
+        let end = blocks
+            .checked_sub(1)
+            .and_then(|last| self.arena.blocks.get(last))
+            .map_or(0, |b| b.end() - base);
+        // A later step's shadow reaches past this step's last block.
+        self.shadow.truncate_to(end);
+        if let Some(previous) = previous.filter(|_| self.shadow.base() == base) {
+            let shared = previous.blocks.min(blocks);
+            let changed: Vec<usize> = self
+                .arena
+                .blocks
+                .freed_differing(&previous.freed, shared)
+                .chain(shared..blocks)
+                .collect();
+            for i in changed {
+                let Some(b) = self.arena.blocks.get(i) else {
+                    continue;
+                };
+                let payload = if b.freed { Shadow::Freed } else { Shadow::Live };
+                if i >= shared {
+                    self.set_shadow(b.pad_start, b.start - b.pad_start, Shadow::Padding);
+                    self.set_shadow(b.start + b.size, b.guard, Shadow::Guard);
+                }
+                self.set_shadow(b.start, b.size, payload);
+            }
+            self.shadow.grow_to(end);
+            return;
+        }
+        let shadow = self.shadow.as_bytes();
+        let stale = |from: Addr, len: u64, state: Shadow| {
+            let at = usize::try_from(from - base).unwrap_or(usize::MAX);
+            len > 0 && shadow.get(at).copied() != Some(state as u8)
+        };
+        let mut refill = Vec::new();
+        for b in self.arena.blocks.iter() {
+            let payload = if b.freed { Shadow::Freed } else { Shadow::Live };
+            let regions = [
+                (b.pad_start, b.start - b.pad_start, Shadow::Padding),
+                (b.start, b.size, payload),
+                (b.start + b.size, b.guard, Shadow::Guard),
+            ];
+            refill.extend(regions.into_iter().filter(|&(f, l, s)| stale(f, l, s)));
+        }
+        for (from, len, state) in refill {
+            self.set_shadow(from, len, state);
+        }
+        self.shadow.grow_to(end);
     }
 
     fn shadow_at(&self, addr: Addr) -> Shadow {
@@ -359,6 +424,18 @@ impl Allocator for CheckedBump {
     fn side_memory(&self) -> Option<&Memory> {
         Some(&self.shadow)
     }
+
+    fn side_memory_is_derived(&self) -> bool {
+        true
+    }
+
+    fn side_basis(&self) -> Option<SideBasis> {
+        Some(self.arena.blocks.basis())
+    }
+
+    fn rederive_side_memory(&mut self, previous: Option<&SideBasis>) {
+        self.resync_shadow(previous);
+    }
 }
 
 #[cfg(test)]
@@ -372,6 +449,39 @@ mod tests {
             ..HeapConfig::default()
         })
         .unwrap()
+    }
+
+    /// The shadow rederived from another step's shadow, with or without that step's basis,
+    /// is the shadow the heap had, whichever way the other step lies.
+    #[test]
+    fn the_shadow_follows_from_the_blocks_from_any_other_step() {
+        let mut heap = heap_at(0x4000, 1 << 16);
+        let mut steps = vec![heap.clone()];
+        let mut live = Vec::new();
+        for i in 0..120u64 {
+            if i % 3 == 2 {
+                let p: Addr = live.remove((i as usize * 7) % live.len());
+                heap.free(p, &mut Trail::off()).unwrap();
+            } else {
+                live.push(
+                    heap.allocate(1 + i % 40, 1 << (i % 5), &mut Trail::off())
+                        .unwrap(),
+                );
+            }
+            steps.push(heap.clone());
+        }
+        for (a, b) in [(0, 120), (120, 0), (37, 90), (90, 37), (64, 65), (80, 80)] {
+            for with_basis in [false, true] {
+                let mut restored = steps[a].clone();
+                restored.shadow = steps[b].shadow.clone();
+                let basis = steps[b].side_basis();
+                restored.rederive_side_memory(if with_basis { basis.as_ref() } else { None });
+                assert_eq!(
+                    restored.shadow, steps[a].shadow,
+                    "{b} -> {a}, basis {with_basis}"
+                );
+            }
+        }
     }
 
     #[test]
