@@ -565,9 +565,6 @@ impl Timeline {
             }
             forget_if_last(&last_mention, i, op, &mut state);
             if (i + 1) % spacing == 0 {
-                let checkpoint = Checkpoint::take(&mut state, i + 1);
-                spent += checkpoint.bytes;
-                checkpoints.push(checkpoint);
                 // Over budget: keep every other checkpoint, so the spacing stays even and a
                 // seek replays fewer than `spacing` operations wherever it lands. The budget
                 // grows with the operations recorded (so the spacing follows the state's
@@ -578,12 +575,24 @@ impl Timeline {
                         .saturating_mul(ops.len())
                         .saturating_sub(problem_bytes),
                 );
-                while spent > budget && checkpoints.len() > 1 {
-                    spacing = spacing.saturating_mul(2);
-                    let before: usize = checkpoints.iter().map(|c| c.bytes).sum();
-                    checkpoints.retain(|c| c.step % spacing == 0);
-                    let after: usize = checkpoints.iter().map(|c| c.bytes).sum();
-                    spent -= before - after;
+                let thin = |spacing: &mut usize, checkpoints: &mut Vec<Checkpoint>| {
+                    *spacing = spacing.saturating_mul(2);
+                    checkpoints.retain(|c| c.step % *spacing == 0);
+                    checkpoints.iter().map(|c| c.bytes).sum::<usize>()
+                };
+                // The state only grows between checkpoints as a rule: when one the size of the
+                // last would not fit, make room first rather than take one to drop it at once.
+                let expected = checkpoints.last().map_or(0, |c| c.bytes);
+                while spent + expected > budget && checkpoints.len() > 1 {
+                    spent = thin(&mut spacing, &mut checkpoints);
+                }
+                if (i + 1) % spacing == 0 {
+                    let checkpoint = Checkpoint::take(&mut state, i + 1);
+                    spent += checkpoint.bytes;
+                    checkpoints.push(checkpoint);
+                    while spent > budget && checkpoints.len() > 1 {
+                        spent = thin(&mut spacing, &mut checkpoints);
+                    }
                 }
             }
         }
