@@ -54,11 +54,19 @@ impl DirtyLines {
             return;
         }
         let (first, last) = (range.start / LINE, (range.end - 1) / LINE);
-        if last / 64 >= self.bits.len() {
-            self.bits.resize(last / 64 + 1, 0);
+        let (first_word, last_word) = (first / 64, last / 64);
+        if last_word >= self.bits.len() {
+            self.bits.resize(last_word + 1, 0);
         }
-        for line in first..=last {
-            self.bits[line / 64] |= 1 << (line % 64);
+        // Whole words at a time: a fill of a block marks a run of lines.
+        let from_first = u64::MAX << (first % 64);
+        let to_last = u64::MAX >> (63 - last % 64);
+        if first_word == last_word {
+            self.bits[first_word] |= from_first & to_last;
+        } else {
+            self.bits[first_word] |= from_first;
+            self.bits[first_word + 1..last_word].fill(u64::MAX);
+            self.bits[last_word] |= to_last;
         }
     }
 
