@@ -318,7 +318,7 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     /// Brings a derived side memory back in line with the rest of the model's state, after a
     /// timeline restored that state under the side memory of another step of the same run,
     /// whose [`Self::side_basis`] was `previous` (or under an empty one, `None`). With a basis
-    /// it costs what differs; without, a look at every block.
+    /// it costs what differs; without, it rebuilds the side memory whole.
     fn rederive_side_memory(&mut self, previous: Option<&SideBasis>) {
         let _ = previous;
     }

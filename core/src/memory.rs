@@ -96,43 +96,31 @@ impl DirtyLines {
         }
     }
 
-    /// Lines move `extra` bytes up (the memory grew at its start by `extra`).
-    fn shift_up(&mut self, extra: usize) {
-        if self.all || !extra.is_multiple_of(LINE) {
+    /// Lines move `bytes` up (the memory grew at its start by `bytes`), or down when
+    /// negative (it lost its first `-bytes`). A move by part of a line marks every line.
+    fn shift(&mut self, bytes: isize) {
+        if self.all || !bytes.unsigned_abs().is_multiple_of(LINE) {
             self.all = true;
             return;
         }
-        let shift = extra / LINE;
+        let lines = bytes / LINE as isize;
         let mut shifted = DirtyLines::default();
-        for (w, &word) in self.bits.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let line = w * 64 + bits.trailing_zeros() as usize + shift;
-                shifted.mark(&(line * LINE..line * LINE + 1));
-                bits &= bits - 1;
+        for line in self.marked(usize::MAX) {
+            if let Some(moved) = line.checked_add_signed(lines) {
+                shifted.mark(&(moved * LINE..moved * LINE + 1));
             }
         }
         *self = shifted;
     }
 
-    /// Lines move `removed` bytes down (the memory lost its first `removed` bytes).
-    fn shift_down(&mut self, removed: usize) {
-        if self.all || !removed.is_multiple_of(LINE) {
-            self.all = true;
-            return;
-        }
-        let shift = removed / LINE;
-        let mut shifted = DirtyLines::default();
-        for (w, &word) in self.bits.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                if let Some(line) = (w * 64 + bits.trailing_zeros() as usize).checked_sub(shift) {
-                    shifted.mark(&(line * LINE..line * LINE + 1));
-                }
-                bits &= bits - 1;
-            }
-        }
-        *self = shifted;
+    /// The lines that may be dirty, below `lines`, in order.
+    fn marked(&self, lines: usize) -> impl Iterator<Item = usize> + '_ {
+        let mut next = 0;
+        std::iter::from_fn(move || {
+            let line = self.next_marked(next, lines)?;
+            next = line + 1;
+            Some(line)
+        })
     }
 
     fn clear(&mut self) {
@@ -248,7 +236,7 @@ impl Memory {
                 Undo::GrewDown { extra } => {
                     self.bytes.drain(..extra);
                     self.base += extra as u64;
-                    self.dirty.shift_down(extra);
+                    self.dirty.shift(-(extra as isize));
                 }
             }
         }
@@ -347,7 +335,7 @@ impl Memory {
         bytes[extra..].copy_from_slice(&self.bytes);
         self.bytes = bytes;
         self.base = new_base;
-        self.dirty.shift_up(extra);
+        self.dirty.shift(extra as isize);
         if let Some(journal) = self.journal.as_mut() {
             journal.entries.push(Undo::GrewDown { extra });
         }
@@ -601,8 +589,7 @@ impl Memory {
         let words = self.bytes.len().div_ceil(WORD);
         let lines = self.bytes.len().div_ceil(LINE);
         // Lines never written are zero: only the dirty ones are read.
-        let mut line = 0;
-        while let Some(dirty) = self.dirty.next_marked(line, lines) {
+        for dirty in self.dirty.marked(lines) {
             let first = dirty * (LINE / WORD);
             let last = (first + LINE / WORD).min(words);
             // A line written and cleared again: one wide test instead of eight.
@@ -615,7 +602,6 @@ impl Memory {
                     packer.push(w);
                 }
             }
-            line = dirty + 1;
         }
         packer.close();
         PackedMemory {
@@ -630,13 +616,10 @@ impl Memory {
         if self.dirty.all {
             self.bytes.fill(0);
         } else {
-            let lines = self.bytes.len().div_ceil(LINE);
-            let mut line = 0;
-            while let Some(dirty) = self.dirty.next_marked(line, lines) {
+            let len = self.bytes.len();
+            for dirty in self.dirty.marked(len.div_ceil(LINE)) {
                 let start = dirty * LINE;
-                let end = (start + LINE).min(self.bytes.len());
-                self.bytes[start..end].fill(0);
-                line = dirty + 1;
+                self.bytes[start..(start + LINE).min(len)].fill(0);
             }
         }
         self.dirty.clear();

@@ -217,20 +217,26 @@ mod tests {
         assert_eq!(m.internal_fragmentation(), 0.0);
     }
 
+    /// Per-trace measures of steps given as (requested live, footprint, failed).
+    fn trace_of(steps: &[(u64, u64, bool)]) -> TraceMetrics {
+        let mut t = TraceMetrics::default();
+        for &(live, footprint, failed) in steps {
+            let m = StepMetrics {
+                requested_live: live,
+                footprint,
+                ..StepMetrics::default()
+            };
+            t.add(&m, failed);
+        }
+        t
+    }
+
     #[test]
     fn trace_measures_by_hand() {
         // Live 100 at footprint 400, then live 300 at footprint 400 (not a new peak), then
         // live 200 at footprint 500: J&W #3 = 500/200 - 1 = 1.5, #4 = 500/300 - 1 = 0.667,
         // utilization = 300/500 = 0.6.
-        let mut t = TraceMetrics::default();
-        for (live, foot, failed) in [(100, 400, false), (300, 400, false), (200, 500, true)] {
-            let m = StepMetrics {
-                requested_live: live,
-                footprint: foot,
-                ..StepMetrics::default()
-            };
-            t.add(&m, failed);
-        }
+        let t = trace_of(&[(100, 400, false), (300, 400, false), (200, 500, true)]);
         assert_eq!(t.failed, 1);
         assert!((t.jw3().unwrap() - 1.5).abs() < 1e-12);
         assert!((t.jw4().unwrap() - (500.0 / 300.0 - 1.0)).abs() < 1e-12);
@@ -242,15 +248,7 @@ mod tests {
     fn jw3_on_a_plateau_is_measured_where_the_most_is_live() {
         // Footprint 4096 from the first step on; live 9, then 1000, then 10: the footprint
         // peaks at every step, and at 1000 live J&W #3 = 4096/1000 - 1 = 3.096.
-        let mut t = TraceMetrics::default();
-        for (live, foot) in [(9, 4096), (1000, 4096), (10, 4096)] {
-            let m = StepMetrics {
-                requested_live: live,
-                footprint: foot,
-                ..StepMetrics::default()
-            };
-            t.add(&m, false);
-        }
+        let t = trace_of(&[(9, 4096, false), (1000, 4096, false), (10, 4096, false)]);
         assert_eq!(t.live_at_peak_footprint, 1000);
         assert!((t.jw3().unwrap() - 3.096).abs() < 1e-12);
     }

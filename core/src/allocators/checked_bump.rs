@@ -15,9 +15,8 @@
 //! it ("Access uninitialized bytes") is kept.
 
 use crate::access::{Access, BadRange, Violation, ViolationClass};
-use crate::allocator::SideBasis;
-use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
-use crate::allocators::bump::Arena;
+use crate::allocator::{AllocError, Allocator, ErrorKind, SideBasis, Trail, bytes};
+use crate::allocators::bump::{Arena, ArenaBlock};
 use crate::layout::{Finding, HeapLayout, Ledger, NativeStat, Stats};
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
@@ -105,66 +104,54 @@ impl CheckedBump {
         let _ = self.shadow.fill(from, len, state as u8);
     }
 
-    /// Makes the shadow what the block list says: each block's padding, its payload live or
-    /// freed, its guard, and nothing past the last block (the shadow is written nowhere else).
-    ///
-    /// The shadow on entry must be one this heap had at some step of the same run (the one
-    /// `previous` describes, when given), or empty. Block lists of one run are prefixes of one
-    /// another, so with `previous` only the blocks placed since and the payloads whose freed
-    /// bit differs are written. Without, every block's regions are each wholly in one state,
-    /// the one they were placed in or never written, and the first byte of each tells whether
-    /// to refill it.
+    /// Paints a block's shadow: its padding, its payload live or freed, its guard.
+    fn paint(&mut self, b: &ArenaBlock) {
+        self.set_shadow(b.pad_start, b.start - b.pad_start, Shadow::Padding);
+        self.paint_payload(b);
+        self.set_shadow(b.start + b.size, b.guard, Shadow::Guard);
+    }
+
+    fn paint_payload(&mut self, b: &ArenaBlock) {
+        let state = if b.freed { Shadow::Freed } else { Shadow::Live };
+        self.set_shadow(b.start, b.size, state);
+    }
+
+    /// Makes the shadow what the block list says (the shadow is written nowhere else), given
+    /// that it is the shadow of the step `previous` describes, of the same run. Block lists of
+    /// one run are prefixes of one another, so only the blocks placed since and the payloads
+    /// whose freed bit differs are painted, and the shadow is cut back past the last block.
+    /// Without a basis, the shadow starts from nothing and every block is painted.
     fn resync_shadow(&mut self, previous: Option<&SideBasis>) {
         let base = self.arena.base;
-        if self.shadow.base() != base {
-            self.shadow = Memory::new(base, 0);
-        }
+        let nothing = SideBasis::default();
+        let previous = match previous {
+            Some(previous) if self.shadow.base() == base => previous,
+            _ => {
+                self.shadow = Memory::new(base, 0);
+                &nothing
+            }
+        };
         let blocks = self.arena.blocks.len();
         let end = blocks
             .checked_sub(1)
             .and_then(|last| self.arena.blocks.get(last))
             .map_or(0, |b| b.end() - base);
-        // A later step's shadow reaches past this step's last block.
         self.shadow.truncate_to(end);
-        if let Some(previous) = previous.filter(|_| self.shadow.base() == base) {
-            let shared = previous.blocks.min(blocks);
-            let changed: Vec<usize> = self
-                .arena
-                .blocks
-                .freed_differing(&previous.freed, shared)
-                .chain(shared..blocks)
-                .collect();
-            for i in changed {
-                let Some(b) = self.arena.blocks.get(i) else {
-                    continue;
-                };
-                let payload = if b.freed { Shadow::Freed } else { Shadow::Live };
-                if i >= shared {
-                    self.set_shadow(b.pad_start, b.start - b.pad_start, Shadow::Padding);
-                    self.set_shadow(b.start + b.size, b.guard, Shadow::Guard);
-                }
-                self.set_shadow(b.start, b.size, payload);
+        let shared = previous.blocks.min(blocks);
+        let flipped: Vec<usize> = self
+            .arena
+            .blocks
+            .freed_differing(&previous.freed, shared)
+            .collect();
+        for i in flipped {
+            if let Some(b) = self.arena.blocks.get(i) {
+                self.paint_payload(&b);
             }
-            self.shadow.grow_to(end);
-            return;
         }
-        let shadow = self.shadow.as_bytes();
-        let stale = |from: Addr, len: u64, state: Shadow| {
-            let at = usize::try_from(from - base).unwrap_or(usize::MAX);
-            len > 0 && shadow.get(at).copied() != Some(state as u8)
-        };
-        let mut refill = Vec::new();
-        for b in self.arena.blocks.iter() {
-            let payload = if b.freed { Shadow::Freed } else { Shadow::Live };
-            let regions = [
-                (b.pad_start, b.start - b.pad_start, Shadow::Padding),
-                (b.start, b.size, payload),
-                (b.start + b.size, b.guard, Shadow::Guard),
-            ];
-            refill.extend(regions.into_iter().filter(|&(f, l, s)| stale(f, l, s)));
-        }
-        for (from, len, state) in refill {
-            self.set_shadow(from, len, state);
+        for i in shared..blocks {
+            if let Some(b) = self.arena.blocks.get(i) {
+                self.paint(&b);
+            }
         }
         self.shadow.grow_to(end);
     }
@@ -298,13 +285,7 @@ impl Allocator for CheckedBump {
 
     fn allocate(&mut self, size: u64, align: u64, trail: &mut Trail) -> Result<Addr, AllocError> {
         let block = self.arena.bump(size, align, self.guard, trail)?;
-        self.set_shadow(
-            block.pad_start,
-            block.start - block.pad_start,
-            Shadow::Padding,
-        );
-        self.set_shadow(block.start, size, Shadow::Live);
-        self.set_shadow(block.start + size, self.guard, Shadow::Guard);
+        self.paint(&block);
         say!(
             trail,
             "shadow: {} live at {:#x}, {} guard after it",
