@@ -271,6 +271,14 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     /// The heap's bytes, writable (an emulated guest writes through this).
     fn memory_mut(&mut self) -> &mut Memory;
 
+    /// The heap's bytes, for a timeline to take out and put back, or to swap for the bytes of
+    /// another step of the same replay along with the rest of the state. Unlike
+    /// [`Self::memory_mut`] this is no write by the program, so a model that relies on nobody
+    /// else writing its heap (segregated-fit's index of its bins) goes on relying on it.
+    fn memory_slot(&mut self) -> &mut Memory {
+        self.memory_mut()
+    }
+
     /// Checks a guest access of `len` bytes at `addr`; only checking allocators report anything.
     fn check_access(&self, addr: Addr, len: u64, access: Access) -> Option<Violation> {
         let _ = (addr, len, access);

@@ -389,7 +389,7 @@ struct Memories {
 
 impl Memories {
     fn take(state: &mut Replayer) -> Self {
-        let heap = std::mem::replace(state.heap_mut().memory_mut(), Memory::new(0, 0));
+        let heap = std::mem::replace(state.heap_mut().memory_slot(), Memory::new(0, 0));
         let side = state
             .heap_mut()
             .side_memory_mut()
@@ -398,7 +398,7 @@ impl Memories {
     }
 
     fn put(self, state: &mut Replayer) {
-        *state.heap_mut().memory_mut() = self.heap;
+        *state.heap_mut().memory_slot() = self.heap;
         if let (Some(slot), Some(side)) = (state.heap_mut().side_memory_mut(), self.side) {
             *slot = side;
         }

@@ -44,6 +44,11 @@
 //! - The bin heads live outside the heap in the original (`.data`); here they are a field.
 //! - Where the original would fault (a link or size leading outside the mapped bytes) or spin
 //!   forever (a cycle in a bin), the model returns [`ErrorKind::Corrupted`] instead.
+//! - The walks are what make unstack slow on a big heap, and the model gives their answers
+//!   without taking them while it can prove they cannot differ: `fit_index` keeps each bin in
+//!   link order with a max tree of sizes, for as long as no byte of the heap was written by
+//!   anyone but the model and nothing it never handed out was freed. A call whose decision
+//!   log is on always walks, so the log lists every chunk the original looks at.
 //!
 //! Quirks kept from the source: `malloc(0)` and `calloc` with a zero count or size return
 //! NULL (0) without allocating; `free(NULL)` fails (-1), because the header address would be
@@ -58,6 +63,8 @@
 //! 8-byte aligned (chunks start at page boundaries and sizes are multiples of 8); unstack's
 //! `malloc` takes no alignment, so any request above 8 returns [`ErrorKind::Unsupported`].
 
+mod fit_index;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
@@ -67,6 +74,7 @@ use crate::layout::{
 };
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
+use fit_index::FitIndex;
 
 /// Default address of the first mapping: readable, page aligned, clear of the other models.
 pub const DEFAULT_BASE: Addr = 0x2000_0000;
@@ -279,6 +287,32 @@ pub struct SegregatedFit {
     /// Start of each mapping, as the system would know them (for markers only).
     regions: Vec<Addr>,
     ledger: Ledger,
+    /// Whether the bins are exactly the lists the model linked: true until a byte of the heap
+    /// is written by anyone else (the program, a test), a pointer the model never handed out
+    /// is freed (its "chunk" may lie inside another), or the model meets corruption. While it
+    /// holds, [`FitIndex`] may answer for the walks (trail off); after, every search walks.
+    trusted: bool,
+    fit: DerivedFit,
+}
+
+/// The [`FitIndex`] as derived state: a copy (a checkpoint, a waypoint) starts without one and
+/// builds its own from the bins on first use, so it costs checkpoints nothing.
+#[derive(Default)]
+struct DerivedFit(Option<FitIndex>);
+
+impl Clone for DerivedFit {
+    fn clone(&self) -> Self {
+        Self(None)
+    }
+}
+
+impl std::fmt::Debug for DerivedFit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(index) => write!(f, "FitIndex({} chunks)", index.len()),
+            None => f.write_str("FitIndex(not built)"),
+        }
+    }
 }
 
 impl SegregatedFit {
@@ -316,7 +350,66 @@ impl SegregatedFit {
             mmapd: 0,
             regions: Vec::new(),
             ledger: Ledger::default(),
+            trusted: true,
+            fit: DerivedFit::default(),
         })
+    }
+
+    /// Stops trusting the bins to be what the model linked (see `trusted`).
+    fn distrust(&mut self) {
+        self.trusted = false;
+        self.fit.0 = None;
+    }
+
+    /// The fit index, built first if it is missing; `None` when the bins must be walked.
+    fn fit_index(&mut self) -> Option<&FitIndex> {
+        if !self.trusted {
+            return None;
+        }
+        if self.fit.0.is_none() {
+            let Some(index) = self.index_bins() else {
+                self.distrust();
+                return None;
+            };
+            self.fit.0 = Some(index);
+        }
+        self.fit.0.as_ref()
+    }
+
+    /// Walks every bin into a [`FitIndex`]; `None` unless each is a clean list (in bounds,
+    /// magic, free, back links, sizes of its class, no chunk twice).
+    fn index_bins(&self) -> Option<FitIndex> {
+        let mut index = FitIndex::default();
+        let end = self.memory.end();
+        let mut list = Vec::new();
+        for bin in 0..N_BINS {
+            list.clear();
+            let mut prev = 0;
+            let mut cur = self.seg_free_list[bin];
+            while cur != 0 {
+                let view = self.view(cur)?;
+                let clean = view.magic == MAGIC
+                    && view.inuse == 0
+                    && view.prev == prev
+                    && view.size >= MIN_CHUNK
+                    && cur.checked_add(view.size).is_some_and(|e| e <= end)
+                    && get_bin(view.size - HEADER) == bin
+                    && list.len() as u64 <= self.memory.len() / MIN_CHUNK;
+                if !clean {
+                    return None;
+                }
+                list.push((cur, view.size));
+                prev = cur;
+                cur = view.next;
+            }
+            // Pushed tail first, as the model would have pushed them.
+            for &(chunk, size) in list.iter().rev() {
+                if !index.push(bin, chunk, size) {
+                    return None;
+                }
+            }
+        }
+        Some(index)
     }
 
     /// The bin heads, unstack's `seg_free_list`.
@@ -345,21 +438,23 @@ impl SegregatedFit {
     /// a chunk not found there is left alone, as the original does.
     fn remove_from_free_list(&mut self, chunk: Addr, trail: &mut Trail) -> Result<(), AllocError> {
         let bin = get_bin(self.get(chunk, F::Size)?.wrapping_sub(HEADER));
-        let mut cur = self.seg_free_list[bin];
-        let mut guard = CycleGuard::new(cur);
-        while cur != chunk {
-            if cur == 0 {
-                say!(
-                    trail,
-                    "{chunk:#x} is not on bin {bin}, the bin its size names: nothing to unlink"
-                );
-                return Ok(());
-            }
-            let next = self.get(cur, F::Next)?;
-            if guard.closes_loop(next) {
-                return Err(loop_error(bin, next));
-            }
-            cur = next;
+        // The index answers what the walk would find; the walk is kept when it is explained.
+        let indexed = if trail.is_on() {
+            None
+        } else {
+            self.fit_index()
+                .map(|index| index.bin_of(chunk) == Some(bin))
+        };
+        let on_bin = match indexed {
+            Some(on_bin) => on_bin,
+            None => self.walk_to(bin, chunk)?,
+        };
+        if !on_bin {
+            say!(
+                trail,
+                "{chunk:#x} is not on bin {bin}, the bin its size names: nothing to unlink"
+            );
+            return Ok(());
         }
         let prev = self.get(chunk, F::Prev)?;
         let next = self.get(chunk, F::Next)?;
@@ -374,8 +469,28 @@ impl SegregatedFit {
             self.set(prev, F::Next, next)?;
             self.set(next, F::Prev, prev)?;
         }
+        if let Some(index) = &mut self.fit.0 {
+            index.remove(chunk);
+        }
         say!(trail, "unlink {chunk:#x} from bin {bin}");
         Ok(())
+    }
+
+    /// Walks `bin` from its head as `remove_from_free_list` does: whether it meets `chunk`.
+    fn walk_to(&self, bin: usize, chunk: Addr) -> Result<bool, AllocError> {
+        let mut cur = self.seg_free_list[bin];
+        let mut guard = CycleGuard::new(cur);
+        while cur != chunk {
+            if cur == 0 {
+                return Ok(false);
+            }
+            let next = self.get(cur, F::Next)?;
+            if guard.closes_loop(next) {
+                return Err(loop_error(bin, next));
+            }
+            cur = next;
+        }
+        Ok(true)
     }
 
     /// unstack's `add_to_free_list`: pushes `chunk` on the head of its bin. The chunk's own
@@ -398,6 +513,11 @@ impl SegregatedFit {
             self.set(head, F::Prev, chunk)?;
         }
         self.seg_free_list[bin] = chunk;
+        if let Some(index) = &mut self.fit.0
+            && !index.push(bin, chunk, size)
+        {
+            self.distrust();
+        }
         say!(
             trail,
             "push {chunk:#x} ({}, data {}) on the head of bin {bin}",
@@ -442,6 +562,53 @@ impl SegregatedFit {
             bytes(need - HEADER),
             N_BINS - 1
         );
+        // The index answers what the walk would find; the walk is kept when it is explained,
+        // and for a need so large that the walk's signed comparison takes any chunk.
+        let indexed = if trail.is_on() || need as i64 <= 0 {
+            None
+        } else {
+            self.fit_index()
+                .map(|index| (first..N_BINS).find_map(|bin| index.first_fit(bin, need)))
+        };
+        let found = match indexed {
+            Some(found) => found,
+            None => self.walk_first_fit(first, need, trail)?,
+        };
+        let Some((chunk, size)) = found else {
+            say!(trail, "no free chunk fits");
+            return Ok(None);
+        };
+        let magic = self.get(chunk, F::Magic)?;
+        if magic != MAGIC {
+            say!(
+                trail,
+                "{chunk:#x} has magic {magic:#x}, not 0xc0ffee: malloc fails (-1)"
+            );
+            return Err(bad_magic_in_bin(chunk, magic));
+        }
+        if can_split(size, need) {
+            self.split(chunk, need, trail)?;
+        } else {
+            say!(
+                trail,
+                "only {} would be left, not more than the 40 B header: hand out the whole {}",
+                bytes(size.saturating_sub(need)),
+                bytes(size)
+            );
+            self.remove_from_free_list(chunk, trail)?;
+            self.set(chunk, F::Inuse, 1)?;
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Walks the bins from `first` up as `search_chunk` does: the first chunk of at least
+    /// `need` bytes, with its size.
+    fn walk_first_fit(
+        &self,
+        first: usize,
+        need: u64,
+        trail: &mut Trail,
+    ) -> Result<Option<(Addr, u64)>, AllocError> {
         let mut empty_from: Option<usize> = None;
         let mut found = None;
         'bins: for bin in first..N_BINS {
@@ -485,31 +652,7 @@ impl SegregatedFit {
         if let Some(from) = empty_from {
             say_empty(trail, from, N_BINS - 1);
         }
-        let Some((chunk, size)) = found else {
-            say!(trail, "no free chunk fits");
-            return Ok(None);
-        };
-        let magic = self.get(chunk, F::Magic)?;
-        if magic != MAGIC {
-            say!(
-                trail,
-                "{chunk:#x} has magic {magic:#x}, not 0xc0ffee: malloc fails (-1)"
-            );
-            return Err(bad_magic_in_bin(chunk, magic));
-        }
-        if can_split(size, need) {
-            self.split(chunk, need, trail)?;
-        } else {
-            say!(
-                trail,
-                "only {} would be left, not more than the 40 B header: hand out the whole {}",
-                bytes(size.saturating_sub(need)),
-                bytes(size)
-            );
-            self.remove_from_free_list(chunk, trail)?;
-            self.set(chunk, F::Inuse, 1)?;
-        }
-        Ok(Some(chunk))
+        Ok(found)
     }
 
     /// unstack's `request_from_os` plus the chunk set-up in `malloc`: maps whole pages right
@@ -825,6 +968,11 @@ impl Allocator for SegregatedFit {
             return Ok(());
         }
         say!(trail, "chunk {chunk:#x}: magic ok, {}, in use", bytes(size));
+        if self.ledger.get(ptr).is_none() {
+            // A chunk the model never handed out may lie inside another, whose writes would
+            // then change bins behind the index's back.
+            self.distrust();
+        }
         // unstack's `can_coalesce`, bounded by the end of the mapped memory (see the module doc).
         let next = chunk.wrapping_add(size);
         let end = self.memory.end();
@@ -1215,6 +1363,12 @@ impl Allocator for SegregatedFit {
     }
 
     fn memory_mut(&mut self) -> &mut Memory {
+        // Whoever writes may overwrite a header the bins run through.
+        self.distrust();
+        &mut self.memory
+    }
+
+    fn memory_slot(&mut self) -> &mut Memory {
         &mut self.memory
     }
 
@@ -1227,13 +1381,17 @@ impl Allocator for SegregatedFit {
     }
 
     fn side_bytes(&self) -> usize {
-        self.ledger.heap_bytes() + self.regions.capacity() * size_of::<Addr>()
+        self.ledger.heap_bytes()
+            + self.regions.capacity() * size_of::<Addr>()
+            + self.fit.0.as_ref().map_or(0, FitIndex::host_bytes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::ops::Range;
+
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -2091,5 +2249,197 @@ mod tests {
         let h = heap();
         assert_eq!(h.memory().base(), DEFAULT_BASE);
         assert_eq!(h.kind(), AllocatorKind::SegregatedFit);
+    }
+
+    /// One call of the differential test below.
+    #[derive(Debug, Clone)]
+    enum Call {
+        Malloc(u64),
+        Calloc(u64, u64),
+        /// Frees the held pointer at this index (modulo how many are held).
+        Free(usize),
+        /// Frees a pointer freed before, again.
+        FreeAgain(usize),
+        Realloc(usize, u64),
+        /// Reallocs a pointer freed before (unstack hands back a free chunk for it).
+        ReallocFreed(usize, u64),
+        /// Frees an address the model never handed out, this far into the heap.
+        FreeWild(u64),
+        /// The program writes these bytes this far into the heap.
+        Write(u64, Vec<u8>),
+    }
+
+    /// How badly the program of the differential test behaves.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Program {
+        /// Frees and reallocs only what it holds.
+        Sound,
+        /// Also frees and reallocs pointers it freed before (which unstack may take for
+        /// chunks that are no longer there).
+        Stale,
+        /// Also frees wild pointers and writes over the heap.
+        Wild,
+    }
+
+    fn call(program: Program) -> BoxedStrategy<Call> {
+        let size = prop_oneof![
+            6 => 1u64..200,
+            3 => 200u64..5_000,
+            1 => 5_000u64..40_000,
+            1 => Just(0u64),
+        ];
+        let sound = prop_oneof![
+            8 => size.clone().prop_map(Call::Malloc),
+            1 => (0u64..20, 0u64..300).prop_map(|(n, s)| Call::Calloc(n, s)),
+            8 => any::<usize>().prop_map(Call::Free),
+            2 => (any::<usize>(), size.clone()).prop_map(|(i, s)| Call::Realloc(i, s)),
+        ];
+        let stale = prop_oneof![
+            18 => sound.clone(),
+            1 => any::<usize>().prop_map(Call::FreeAgain),
+            1 => (any::<usize>(), size).prop_map(|(i, s)| Call::ReallocFreed(i, s)),
+        ];
+        match program {
+            Program::Sound => sound.boxed(),
+            Program::Stale => stale.boxed(),
+            Program::Wild => prop_oneof![
+                20 => stale,
+                1 => (0u64..1 << 16).prop_map(Call::FreeWild),
+                1 => (0u64..1 << 16, proptest::collection::vec(any::<u8>(), 1..48))
+                    .prop_map(|(at, bytes)| Call::Write(at, bytes)),
+            ]
+            .boxed(),
+        }
+    }
+
+    /// Applies `call` to `h`, with `held` and `freed` the program's pointers.
+    fn perform(
+        h: &mut SegregatedFit,
+        call: &Call,
+        held: &mut Vec<Addr>,
+        freed: &mut Vec<Addr>,
+        trail: &mut Trail,
+    ) -> Result<Addr, AllocError> {
+        let pick = |list: &Vec<Addr>, i: usize| (!list.is_empty()).then(|| list[i % list.len()]);
+        let base = h.memory().base();
+        let got = match call {
+            Call::Malloc(size) => h.allocate(*size, 0, trail),
+            Call::Calloc(n, size) => h.calloc(*n, *size, trail),
+            Call::Free(i) => match pick(held, *i) {
+                Some(p) => {
+                    held.retain(|&q| q != p);
+                    freed.push(p);
+                    h.free(p, trail).map(|()| p)
+                }
+                None => Ok(0),
+            },
+            Call::FreeAgain(i) => match pick(freed, *i) {
+                Some(p) => h.free(p, trail).map(|()| p),
+                None => Ok(0),
+            },
+            Call::Realloc(i, size) => match pick(held, *i) {
+                Some(p) => {
+                    held.retain(|&q| q != p);
+                    h.realloc(p, *size, trail)
+                }
+                None => Ok(0),
+            },
+            Call::ReallocFreed(i, size) => match pick(freed, *i) {
+                Some(p) => h.realloc(p, *size, trail),
+                None => Ok(0),
+            },
+            Call::FreeWild(at) => h.free(base + at, trail).map(|()| 0),
+            Call::Write(at, bytes) => {
+                let _ = h.memory_mut().write(base + at, bytes);
+                Ok(0)
+            }
+        };
+        if let Ok(p) = got
+            && p != 0
+            && matches!(
+                call,
+                Call::Malloc(_) | Call::Calloc(..) | Call::Realloc(..) | Call::ReallocFreed(..)
+            )
+        {
+            held.push(p);
+        }
+        got
+    }
+
+    /// The index the model keeps, bin by bin, against one built afresh from the bytes.
+    fn assert_index_is_exact(h: &mut SegregatedFit) {
+        let Some(kept) = h.fit.0.take() else {
+            return;
+        };
+        let fresh = h
+            .index_bins()
+            .expect("a trusted heap's bins are clean lists");
+        for bin in 0..N_BINS {
+            assert_eq!(kept.order(bin), fresh.order(bin), "bin {bin}");
+        }
+        h.fit.0 = Some(kept);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The index changes nothing but speed: a model that uses it and one that walks every
+        /// bin return the same for every call and leave the same bytes, however badly the
+        /// program behaves; and while the model trusts its bins, the index kept up to date
+        /// call by call equals one built afresh from the bytes.
+        #[test]
+        fn the_index_answers_as_the_walks_do(
+            (program, calls) in prop_oneof![
+                Just(Program::Sound),
+                Just(Program::Stale),
+                Just(Program::Wild)
+            ]
+            .prop_flat_map(|program| {
+                (Just(program), proptest::collection::vec((any::<bool>(), call(program)), 1..400))
+            }),
+        ) {
+            let mut indexed = heap_max(1 << 22);
+            let mut walking = heap_max(1 << 22);
+            walking.distrust();
+            let (mut held_i, mut freed_i) = (Vec::new(), Vec::new());
+            let (mut held_w, mut freed_w) = (Vec::new(), Vec::new());
+            for (k, (explain, call)) in calls.iter().enumerate() {
+                // Explained calls walk even with an index, and must keep it up to date.
+                let mut trail = if *explain && k % 4 == 0 { Trail::on() } else { Trail::off() };
+                let a = perform(&mut indexed, call, &mut held_i, &mut freed_i, &mut trail);
+                let b = perform(&mut walking, call, &mut held_w, &mut freed_w, &mut Trail::off());
+                prop_assert_eq!(&a, &b, "call {} {:?}", k, call);
+                prop_assert_eq!(indexed.seg_free_list, walking.seg_free_list);
+                prop_assert!(indexed.memory() == walking.memory(), "bytes differ after call {}", k);
+                if indexed.trusted {
+                    assert_index_is_exact(&mut indexed);
+                }
+                // A copy starts without the index and must build the same one.
+                if k % 97 == 96 {
+                    indexed = indexed.clone();
+                }
+            }
+            prop_assert_eq!(indexed.inspect(), walking.inspect());
+            prop_assert_eq!(indexed.validate(), walking.validate());
+            if program == Program::Sound {
+                prop_assert!(indexed.trusted, "nobody else wrote the heap, nothing was freed twice");
+            }
+        }
+    }
+
+    #[test]
+    fn a_heap_written_only_by_the_model_uses_its_index() {
+        let mut h = heap();
+        let ptrs: Vec<Addr> = (1..200).map(|i| malloc(&mut h, i * 24)).collect();
+        for &p in ptrs.iter().step_by(2) {
+            free(&mut h, p);
+        }
+        malloc(&mut h, 100);
+        assert!(h.trusted && h.fit.0.is_some());
+        assert!(h.clone().fit.0.is_none(), "a copy builds its own");
+        // A write by the program may break a link: from then on the bins are walked.
+        h.memory_mut().write_u64(ptrs[0] - HEADER + 24, 0).unwrap();
+        malloc(&mut h, 100);
+        assert!(!h.trusted && h.fit.0.is_none());
     }
 }
