@@ -292,23 +292,30 @@ pub struct SegregatedFit {
     /// is freed (its "chunk" may lie inside another), or the model meets corruption. While it
     /// holds, [`FitIndex`] may answer for the walks (trail off); after, every search walks.
     trusted: bool,
+    /// Chunks pushed on a bin and not unlinked since: what building the index visits.
+    listed: u64,
     fit: DerivedFit,
 }
 
 /// The [`FitIndex`] as derived state: a copy (a checkpoint, a waypoint) starts without one and
-/// builds its own from the bins on first use, so it costs checkpoints nothing.
+/// builds its own from the bins, so it costs checkpoints nothing. It is built once walking has
+/// cost as much as building would (so a short replay after a restore just walks).
 #[derive(Default)]
-struct DerivedFit(Option<FitIndex>);
+struct DerivedFit {
+    index: Option<FitIndex>,
+    /// Chunks visited by walks since there was no index.
+    walked: u64,
+}
 
 impl Clone for DerivedFit {
     fn clone(&self) -> Self {
-        Self(None)
+        Self::default()
     }
 }
 
 impl std::fmt::Debug for DerivedFit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
+        match &self.index {
             Some(index) => write!(f, "FitIndex({} chunks)", index.len()),
             None => f.write_str("FitIndex(not built)"),
         }
@@ -351,6 +358,7 @@ impl SegregatedFit {
             regions: Vec::new(),
             ledger: Ledger::default(),
             trusted: true,
+            listed: 0,
             fit: DerivedFit::default(),
         })
     }
@@ -358,22 +366,26 @@ impl SegregatedFit {
     /// Stops trusting the bins to be what the model linked (see `trusted`).
     fn distrust(&mut self) {
         self.trusted = false;
-        self.fit.0 = None;
+        self.fit.index = None;
     }
 
-    /// The fit index, built first if it is missing; `None` when the bins must be walked.
+    /// The fit index, built first if it is missing and walking has cost as much as building;
+    /// `None` when the bins must be walked.
     fn fit_index(&mut self) -> Option<&FitIndex> {
         if !self.trusted {
             return None;
         }
-        if self.fit.0.is_none() {
+        if self.fit.index.is_none() {
+            if self.fit.walked < self.listed {
+                return None;
+            }
             let Some(index) = self.index_bins() else {
                 self.distrust();
                 return None;
             };
-            self.fit.0 = Some(index);
+            self.fit.index = Some(index);
         }
-        self.fit.0.as_ref()
+        self.fit.index.as_ref()
     }
 
     /// Walks every bin into a [`FitIndex`]; `None` unless each is a clean list (in bounds,
@@ -447,7 +459,12 @@ impl SegregatedFit {
         };
         let on_bin = match indexed {
             Some(on_bin) => on_bin,
-            None => self.walk_to(bin, chunk)?,
+            None => {
+                let mut visits = 0;
+                let on_bin = self.walk_to(bin, chunk, &mut visits);
+                self.fit.walked = self.fit.walked.saturating_add(visits);
+                on_bin?
+            }
         };
         if !on_bin {
             say!(
@@ -469,21 +486,24 @@ impl SegregatedFit {
             self.set(prev, F::Next, next)?;
             self.set(next, F::Prev, prev)?;
         }
-        if let Some(index) = &mut self.fit.0 {
+        self.listed = self.listed.saturating_sub(1);
+        if let Some(index) = &mut self.fit.index {
             index.remove(chunk);
         }
         say!(trail, "unlink {chunk:#x} from bin {bin}");
         Ok(())
     }
 
-    /// Walks `bin` from its head as `remove_from_free_list` does: whether it meets `chunk`.
-    fn walk_to(&self, bin: usize, chunk: Addr) -> Result<bool, AllocError> {
+    /// Walks `bin` from its head as `remove_from_free_list` does: whether it meets `chunk`
+    /// (counting the chunks it visits into `visits`).
+    fn walk_to(&self, bin: usize, chunk: Addr, visits: &mut u64) -> Result<bool, AllocError> {
         let mut cur = self.seg_free_list[bin];
         let mut guard = CycleGuard::new(cur);
         while cur != chunk {
             if cur == 0 {
                 return Ok(false);
             }
+            *visits += 1;
             let next = self.get(cur, F::Next)?;
             if guard.closes_loop(next) {
                 return Err(loop_error(bin, next));
@@ -513,7 +533,8 @@ impl SegregatedFit {
             self.set(head, F::Prev, chunk)?;
         }
         self.seg_free_list[bin] = chunk;
-        if let Some(index) = &mut self.fit.0
+        self.listed += 1;
+        if let Some(index) = &mut self.fit.index
             && !index.push(bin, chunk, size)
         {
             self.distrust();
@@ -572,7 +593,12 @@ impl SegregatedFit {
         };
         let found = match indexed {
             Some(found) => found,
-            None => self.walk_first_fit(first, need, trail)?,
+            None => {
+                let mut visits = 0;
+                let found = self.walk_first_fit(first, need, trail, &mut visits);
+                self.fit.walked = self.fit.walked.saturating_add(visits);
+                found?
+            }
         };
         let Some((chunk, size)) = found else {
             say!(trail, "no free chunk fits");
@@ -602,12 +628,13 @@ impl SegregatedFit {
     }
 
     /// Walks the bins from `first` up as `search_chunk` does: the first chunk of at least
-    /// `need` bytes, with its size.
+    /// `need` bytes, with its size (counting the chunks it visits into `visits`).
     fn walk_first_fit(
         &self,
         first: usize,
         need: u64,
         trail: &mut Trail,
+        visits: &mut u64,
     ) -> Result<Option<(Addr, u64)>, AllocError> {
         let mut empty_from: Option<usize> = None;
         let mut found = None;
@@ -622,6 +649,7 @@ impl SegregatedFit {
             }
             let mut guard = CycleGuard::new(cur);
             loop {
+                *visits += 1;
                 let size = self.get(cur, F::Size)?;
                 if size as i64 >= need as i64 {
                     say!(
@@ -1383,7 +1411,7 @@ impl Allocator for SegregatedFit {
     fn side_bytes(&self) -> usize {
         self.ledger.heap_bytes()
             + self.regions.capacity() * size_of::<Addr>()
-            + self.fit.0.as_ref().map_or(0, FitIndex::host_bytes)
+            + self.fit.index.as_ref().map_or(0, FitIndex::host_bytes)
     }
 }
 
@@ -2368,7 +2396,7 @@ mod tests {
 
     /// The index the model keeps, bin by bin, against one built afresh from the bytes.
     fn assert_index_is_exact(h: &mut SegregatedFit) {
-        let Some(kept) = h.fit.0.take() else {
+        let Some(kept) = h.fit.index.take() else {
             return;
         };
         let fresh = h
@@ -2377,7 +2405,7 @@ mod tests {
         for bin in 0..N_BINS {
             assert_eq!(kept.order(bin), fresh.order(bin), "bin {bin}");
         }
-        h.fit.0 = Some(kept);
+        h.fit.index = Some(kept);
     }
 
     proptest! {
@@ -2399,6 +2427,8 @@ mod tests {
             }),
         ) {
             let mut indexed = heap_max(1 << 22);
+            // Built at the first search instead of once walks have cost as much.
+            indexed.fit.walked = u64::MAX;
             let mut walking = heap_max(1 << 22);
             walking.distrust();
             let (mut held_i, mut freed_i) = (Vec::new(), Vec::new());
@@ -2417,6 +2447,7 @@ mod tests {
                 // A copy starts without the index and must build the same one.
                 if k % 97 == 96 {
                     indexed = indexed.clone();
+                    indexed.fit.walked = u64::MAX;
                 }
             }
             prop_assert_eq!(indexed.inspect(), walking.inspect());
@@ -2428,18 +2459,28 @@ mod tests {
     }
 
     #[test]
-    fn a_heap_written_only_by_the_model_uses_its_index() {
+    fn a_heap_written_only_by_the_model_builds_its_index_once_walking_costs_as_much() {
         let mut h = heap();
         let ptrs: Vec<Addr> = (1..200).map(|i| malloc(&mut h, i * 24)).collect();
         for &p in ptrs.iter().step_by(2) {
             free(&mut h, p);
         }
-        malloc(&mut h, 100);
-        assert!(h.trusted && h.fit.0.is_some());
-        assert!(h.clone().fit.0.is_none(), "a copy builds its own");
+        // As after a timeline's restore: a copy, with no index and nothing walked yet.
+        let mut h = h.clone();
+        assert!(h.listed > 50 && h.fit.walked == 0 && h.fit.index.is_none());
+        // Requests that walk past many small chunks, until the walks have visited as many
+        // chunks as the bins hold.
+        let mut rounds = 0;
+        while h.fit.index.is_none() && rounds < 1_000 {
+            let p = malloc(&mut h, 4_000);
+            free(&mut h, p);
+            rounds += 1;
+        }
+        assert!(rounds > 1, "built at once");
+        assert!(h.trusted && h.fit.index.is_some());
         // A write by the program may break a link: from then on the bins are walked.
         h.memory_mut().write_u64(ptrs[0] - HEADER + 24, 0).unwrap();
         malloc(&mut h, 100);
-        assert!(!h.trusted && h.fit.0.is_none());
+        assert!(!h.trusted && h.fit.index.is_none());
     }
 }
