@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use crate::access::{Access, Violation};
@@ -301,6 +302,12 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     /// The model's record of live blocks, for a timeline checkpoint to store its table
     /// compactly instead of copying it.
     fn ledger_mut(&mut self) -> Option<&mut Ledger> {
+        None
+    }
+
+    /// Addresses the model remembers as freed (dlmalloc tells a double free from a wild
+    /// pointer by them), for a timeline checkpoint to store compactly instead of copying.
+    fn freed_set_mut(&mut self) -> Option<&mut FxHashSet<Addr>> {
         None
     }
 

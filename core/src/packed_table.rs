@@ -7,7 +7,7 @@
 //! from the previous entry's, the second as it is (a few bytes an entry), and rebuilds the
 //! table on restore.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::layout::LiveEntry;
 use crate::memory::{push_varint, read_varint};
@@ -139,6 +139,40 @@ impl PackedTable {
         }
     }
 
+    /// The keys of `set`, packed (sorted, as gaps).
+    pub(crate) fn pack_set(set: &FxHashSet<u64>) -> Self {
+        let sorted = sorted_by_key(set.iter().map(|&k| (k, ())).collect());
+        let mut bytes = Vec::with_capacity(sorted.len() * 3);
+        let mut last = 0u64;
+        for (key, ()) in sorted {
+            push_varint(&mut bytes, key.wrapping_sub(last));
+            last = key;
+        }
+        bytes.shrink_to_fit();
+        Self {
+            entries: set.len(),
+            bytes,
+        }
+    }
+
+    /// The set [`Self::pack_set`] packed.
+    pub(crate) fn unpack_set(&self) -> FxHashSet<u64> {
+        let mut set = FxHashSet::default();
+        self.unpack_set_into(&mut set);
+        set
+    }
+
+    /// Makes `set` the set [`Self::pack_set`] packed, reusing its allocation.
+    pub(crate) fn unpack_set_into(&self, set: &mut FxHashSet<u64>) {
+        set.clear();
+        set.reserve(self.entries);
+        let (mut at, mut key) = (0, 0u64);
+        while let Some(gap) = read_varint(&self.bytes, &mut at) {
+            key = key.wrapping_add(gap);
+            set.insert(key);
+        }
+    }
+
     /// Host bytes this packed table occupies.
     pub(crate) fn packed_bytes(&self) -> usize {
         self.bytes.capacity() + size_of::<Self>()
@@ -161,6 +195,17 @@ mod tests {
                 .collect();
             let packed = PackedTable::pack(&table);
             prop_assert_eq!(packed.unpack::<Held>(), table);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn sets_come_back_whole(keys in proptest::collection::hash_set(any::<u64>(), 0..200)) {
+            let set: FxHashSet<u64> = keys.into_iter().collect();
+            let mut back = FxHashSet::default();
+            back.insert(7);
+            PackedTable::pack_set(&set).unpack_set_into(&mut back);
+            prop_assert_eq!(back, set);
         }
     }
 

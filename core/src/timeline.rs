@@ -249,12 +249,14 @@ impl Checkpoint {
 }
 
 /// What a checkpoint packs instead of cloning: the replay's byte arrays and its largest tables
-/// (the ledger of live blocks, the program's ids), taken out of a state and put back.
+/// (the ledger of live blocks, dlmalloc's freed addresses, the program's ids), taken out of a
+/// state and put back.
 struct Bulk {
     memories: Memories,
     /// The model rebuilds its side memory itself: a restored state's must be rederived.
     side_derived: bool,
     ledger: Option<FxHashMap<Addr, LiveEntry>>,
+    freed: Option<FxHashSet<Addr>>,
     ids: [FxHashMap<Id, Held>; 2],
 }
 
@@ -264,6 +266,7 @@ impl Bulk {
             memories: Memories::take(state),
             side_derived: state.heap().side_memory_is_derived(),
             ledger: state.heap_mut().ledger_mut().map(Ledger::take_live),
+            freed: state.heap_mut().freed_set_mut().map(std::mem::take),
             ids: state.take_ids(),
         }
     }
@@ -272,6 +275,9 @@ impl Bulk {
         self.memories.put(state);
         if let (Some(ledger), Some(live)) = (state.heap_mut().ledger_mut(), self.ledger) {
             ledger.put_live(live);
+        }
+        if let (Some(slot), Some(freed)) = (state.heap_mut().freed_set_mut(), self.freed) {
+            *slot = freed;
         }
         state.put_ids(self.ids);
     }
@@ -286,6 +292,7 @@ struct PackedBulk {
     side: Option<PackedMemory>,
     side_derived: bool,
     ledger: Option<PackedTable>,
+    freed: Option<PackedTable>,
     ids: [PackedTable; 2],
 }
 
@@ -300,6 +307,7 @@ impl PackedBulk {
             },
             side_derived: bulk.side_derived,
             ledger: bulk.ledger.as_ref().map(PackedTable::pack),
+            freed: bulk.freed.as_ref().map(PackedTable::pack_set),
             ids: [
                 PackedTable::pack(&bulk.ids[0]),
                 PackedTable::pack(&bulk.ids[1]),
@@ -311,6 +319,7 @@ impl PackedBulk {
         self.memory.packed_bytes()
             + self.side.as_ref().map_or(0, PackedMemory::packed_bytes)
             + self.ledger.as_ref().map_or(0, PackedTable::packed_bytes)
+            + self.freed.as_ref().map_or(0, PackedTable::packed_bytes)
             + self
                 .ids
                 .iter()
@@ -326,6 +335,7 @@ impl PackedBulk {
             },
             side_derived: self.side_derived,
             ledger: self.ledger.as_ref().map(PackedTable::unpack),
+            freed: self.freed.as_ref().map(PackedTable::unpack_set),
             ids: [self.ids[0].unpack(), self.ids[1].unpack()],
         }
     }
@@ -345,6 +355,10 @@ impl PackedBulk {
         match (&mut bulk.ledger, &self.ledger) {
             (Some(table), Some(packed)) => packed.unpack_into(table),
             (slot, packed) => *slot = packed.as_ref().map(PackedTable::unpack),
+        }
+        match (&mut bulk.freed, &self.freed) {
+            (Some(set), Some(packed)) => packed.unpack_set_into(set),
+            (slot, packed) => *slot = packed.as_ref().map(PackedTable::unpack_set),
         }
         for (table, packed) in bulk.ids.iter_mut().zip(&self.ids) {
             packed.unpack_into(table);

@@ -1,6 +1,7 @@
 //! Time travel: after any sequence of seeks, a timeline stands exactly where a fresh replay of
-//! the same number of operations stands (layout, free lists, stats, bytes, and the last step's
-//! result and explanation), for every allocator variant.
+//! the same number of operations stands (layout, free lists, stats, bytes, the last step's
+//! result and explanation, and what every later step does from there), for every allocator
+//! variant.
 //!
 //! `PROPTEST_CASES=N` sets the depth (default 24 per variant).
 
@@ -64,6 +65,17 @@ fn same_state(
             Some(want.stats().requested_live)
         );
         prop_assert_eq!(timeline.footprint(n - 1), Some(want.stats().footprint));
+    }
+    // State that no view shows (which pointers were freed before, say) must match too: both
+    // go on through the rest of the trace alike.
+    let mut went_on = timeline.replay().clone();
+    let mut expected = expected;
+    for (i, op) in ops.iter().enumerate().skip(n) {
+        let (got, want) = (
+            went_on.apply(op, &mut Trail::off()),
+            expected.apply(op, &mut Trail::off()),
+        );
+        prop_assert_eq!(got, want, "{} step {} after a seek to {}", kind, i, n);
     }
     Ok(())
 }

@@ -2112,6 +2112,10 @@ impl Allocator for Dlmalloc {
         Box::new(self.clone())
     }
 
+    fn freed_set_mut(&mut self) -> Option<&mut FxHashSet<Addr>> {
+        Some(&mut self.freed)
+    }
+
     fn ledger_mut(&mut self) -> Option<&mut Ledger> {
         Some(&mut self.ledger)
     }
