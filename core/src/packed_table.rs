@@ -5,7 +5,8 @@
 //! they cost 25 bytes per slot with the table's slack; a checkpoint stores them instead sorted
 //! by key, as varints: the gap to the previous key, the first value as a signed difference
 //! from the previous entry's, the second as it is (a few bytes an entry), and rebuilds the
-//! table on restore.
+//! table on restore. Sets of addresses (dlmalloc's freed blocks) are stored the same way, as
+//! the gaps between their sorted keys.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 

@@ -288,9 +288,10 @@ pub struct SegregatedFit {
     regions: Vec<Addr>,
     ledger: Ledger,
     /// Whether the bins are exactly the lists the model linked: true until a byte of the heap
-    /// is written by anyone else (the program, a test), a pointer the model never handed out
-    /// is freed (its "chunk" may lie inside another), or the model meets corruption. While it
-    /// holds, [`FitIndex`] may answer for the walks (trail off); after, every search walks.
+    /// is written by anyone else (the program, a test) or a pointer the model never handed out
+    /// is freed (its "chunk" may lie inside another, whose writes the index would not see).
+    /// Nothing else can corrupt a heap. While it holds, [`FitIndex`] may answer for the walks
+    /// (trail off); after, every search walks.
     trusted: bool,
     /// Chunks pushed on a bin and not unlinked since: what building the index visits.
     listed: u64,
