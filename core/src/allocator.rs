@@ -11,16 +11,6 @@ use crate::memory::Memory;
 use crate::trace::Op;
 use crate::{Addr, AllocatorKind};
 
-/// What a model's derived side memory was derived from at one step: for checked-bump, how
-/// many blocks it had placed and which it had freed. A timeline keeps it for the side memory
-/// it carries from step to step, so that rederiving touches only what changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SideBasis {
-    pub(crate) blocks: usize,
-    /// Bit `i`: block `i` was freed.
-    pub(crate) freed: Vec<u64>,
-}
-
 /// The plain-words explanation of one call, collected only when asked for.
 ///
 /// Models write to it with [`say!`](crate::say), which formats nothing when the
@@ -296,7 +286,7 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     fn clone_box(&self) -> Box<dyn Allocator>;
 
     /// Approximate bytes this model keeps on the host heap outside its [`Memory`] (the ledger,
-    /// shadow bytes, side tables): what a timeline checkpoint of it costs besides the bytes.
+    /// block lists, side tables): what a timeline checkpoint of it costs besides the bytes.
     fn side_bytes(&self) -> usize;
 
     /// The model's record of live blocks, for a timeline checkpoint to store its table
@@ -308,38 +298,6 @@ pub trait Allocator: fmt::Debug + Send + Sync {
     /// Addresses the model remembers as freed (dlmalloc tells a double free from a wild
     /// pointer by them), for a timeline checkpoint to store compactly instead of copying.
     fn freed_set_mut(&mut self) -> Option<&mut FxHashSet<Addr>> {
-        None
-    }
-
-    /// A second byte array the model keeps beside the heap (checked-bump's shadow), for a
-    /// timeline to journal with the heap's bytes instead of copying it whole.
-    fn side_memory_mut(&mut self) -> Option<&mut Memory> {
-        None
-    }
-
-    /// Whether the side memory follows from the rest of the model's state (see
-    /// [`Self::side_basis`]), so that a checkpoint need not keep it.
-    fn side_memory_is_derived(&self) -> bool {
-        false
-    }
-
-    /// What the side memory is derived from (`None` when the model does not derive it):
-    /// checked-bump's shadow follows from its block list, so that a checkpoint need not keep
-    /// the shadow.
-    fn side_basis(&self) -> Option<SideBasis> {
-        None
-    }
-
-    /// Brings a derived side memory back in line with the rest of the model's state, after a
-    /// timeline restored that state under the side memory of another step of the same run,
-    /// whose [`Self::side_basis`] was `previous` (or under an empty one, `None`). With a basis
-    /// it costs what differs; without, it rebuilds the side memory whole.
-    fn rederive_side_memory(&mut self, previous: Option<&SideBasis>) {
-        let _ = previous;
-    }
-
-    /// The side memory, read-only.
-    fn side_memory(&self) -> Option<&Memory> {
         None
     }
 }

@@ -21,7 +21,7 @@ pub mod timeline;
 pub mod trace;
 
 pub use access::{Access, BadRange, Violation, ViolationClass};
-pub use allocator::{AllocError, Allocator, ErrorKind, Outcome, Request, SideBasis, Trail};
+pub use allocator::{AllocError, Allocator, ErrorKind, Outcome, Request, Trail};
 pub use import::{Format, ImportError};
 pub use kind::{AllocatorKind, ConfigError, HeapConfig};
 pub use layout::{

@@ -196,11 +196,6 @@ impl Memory {
         self.journal = Some(Box::default());
     }
 
-    /// Stops recording writes and forgets what was recorded.
-    pub(crate) fn stop_journal(&mut self) {
-        self.journal = None;
-    }
-
     /// A position in the journal to undo back to (`None` when no journal is kept).
     pub(crate) fn journal_mark(&self) -> Option<usize> {
         self.journal.as_ref().map(|j| j.forgotten + j.entries.len())
@@ -289,16 +284,6 @@ impl Memory {
     /// Number of mapped bytes.
     pub fn len(&self) -> u64 {
         self.bytes.len() as u64
-    }
-
-    /// Cuts the mapping back to its first `len` bytes (nothing when it is shorter). The
-    /// journal stops: it could not undo across the cut.
-    pub(crate) fn truncate_to(&mut self, len: u64) {
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len < self.bytes.len() {
-            self.bytes.truncate(len);
-            self.journal = None;
-        }
     }
 
     /// Whether no byte is mapped.
@@ -430,9 +415,9 @@ impl Memory {
 /// A [`Memory`] stored compactly: only its runs of non-zero 8-byte words, delta-encoded, with
 /// words that repeat one byte stored once per run.
 ///
-/// A heap is mostly zero payload with headers and links sprinkled through it, and a shadow
-/// memory is long runs of one state byte, so a packed copy is a small fraction of the memory's
-/// length: this is what makes timeline checkpoints cheap.
+/// A heap is mostly zero payload with headers and links sprinkled through it, and what a
+/// program writes is often one byte repeated, so a packed copy is a small fraction of the
+/// memory's length: this is what makes timeline checkpoints cheap.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PackedMemory {
     base: Addr,

@@ -2,8 +2,8 @@
 //!
 //! Recording replays the trace and keeps, per operation, its outcome and three counters
 //! (requested live bytes, bytes held, footprint), the steps that went wrong in full, and
-//! checkpoints: copies of the replay state with its bulk packed (the heap's bytes and a
-//! model's side memory to their non-zero words and fills, the ledger and the program's id
+//! checkpoints: copies of the replay state with its bulk packed (the heap's bytes to their
+//! non-zero words and fills, the ledger, dlmalloc's freed addresses and the program's id
 //! tables to sorted delta-encoded entries; see [`PackedMemory`] and `packed_table`).
 //! [`Timeline::seek`] restores the nearest checkpoint at or before the target (or continues from
 //! the current position when that is nearer) and replays forward, so every position is exactly
@@ -22,8 +22,8 @@
 //! Stepping back is the common case of seeking (a learner steps back one operation, then
 //! another), and restoring a checkpoint for it would replay thousands of operations each time.
 //! So a timeline keeps working waypoints near where it stands: copies of the replay without
-//! its byte arrays, whose bytes come back by undoing the memories' write journals
-//! ([`Memory`]'s undo log) to the waypoint's mark. A step lays a few down before its target
+//! its bytes, which come back by undoing the memory's write journal ([`Memory`]'s undo log)
+//! to the waypoint's mark. A step lays a few down before its target
 //! (a long jump, one next to where it lands), and they keep being laid as the timeline plays
 //! forward, spaced so that replaying between two costs about what copying one does (measured),
 //! within a byte budget. The benchmark (`cargo bench -p heapscope-tests --bench timeline`)
@@ -222,29 +222,16 @@ impl Checkpoint {
     fn restore(&self) -> Replayer {
         let mut replay = self.replay.clone();
         self.bulk.unpack().put(&mut replay);
-        if self.bulk.side_derived {
-            replay.heap_mut().rederive_side_memory(None);
-        }
         replay
     }
 
-    /// Makes `state` this checkpoint's state, reusing its memories' buffers (only the lines
-    /// written since they were last restored are cleared).
+    /// Makes `state` this checkpoint's state, reusing its memory's buffer (only the lines
+    /// written since it was last restored are cleared) and its tables.
     fn restore_into(&self, state: &mut Replayer) {
-        // A derived side memory stays the one of the step the timeline stood on, and is
-        // brought in line by difference with what it was derived from there.
-        let basis = if self.bulk.side_derived {
-            state.heap().side_basis()
-        } else {
-            None
-        };
         let mut bulk = Bulk::take(state);
         self.bulk.unpack_into(&mut bulk);
         *state = self.replay.clone();
         bulk.put(state);
-        if self.bulk.side_derived {
-            state.heap_mut().rederive_side_memory(basis.as_ref());
-        }
     }
 }
 
@@ -252,9 +239,7 @@ impl Checkpoint {
 /// (the ledger of live blocks, dlmalloc's freed addresses, the program's ids), taken out of a
 /// state and put back.
 struct Bulk {
-    memories: Memories,
-    /// The model rebuilds its side memory itself: a restored state's must be rederived.
-    side_derived: bool,
+    memory: HeapBytes,
     ledger: Option<FxHashMap<Addr, LiveEntry>>,
     freed: Option<FxHashSet<Addr>>,
     ids: [FxHashMap<Id, Held>; 2],
@@ -263,8 +248,7 @@ struct Bulk {
 impl Bulk {
     fn take(state: &mut Replayer) -> Self {
         Self {
-            memories: Memories::take(state),
-            side_derived: state.heap().side_memory_is_derived(),
+            memory: HeapBytes::take(state),
             ledger: state.heap_mut().ledger_mut().map(Ledger::take_live),
             freed: state.heap_mut().freed_set_mut().map(std::mem::take),
             ids: state.take_ids(),
@@ -272,7 +256,7 @@ impl Bulk {
     }
 
     fn put(self, state: &mut Replayer) {
-        self.memories.put(state);
+        self.memory.put(state);
         if let (Some(ledger), Some(live)) = (state.heap_mut().ledger_mut(), self.ledger) {
             ledger.put_live(live);
         }
@@ -287,10 +271,6 @@ impl Bulk {
 #[derive(Debug, Clone)]
 struct PackedBulk {
     memory: PackedMemory,
-    /// Not kept when the model derives it
-    /// ([`side_memory_is_derived`](crate::allocator::Allocator::side_memory_is_derived)).
-    side: Option<PackedMemory>,
-    side_derived: bool,
     ledger: Option<PackedTable>,
     freed: Option<PackedTable>,
     ids: [PackedTable; 2],
@@ -299,13 +279,7 @@ struct PackedBulk {
 impl PackedBulk {
     fn pack(bulk: &Bulk) -> Self {
         Self {
-            memory: bulk.memories.heap.pack(),
-            side: if bulk.side_derived {
-                None
-            } else {
-                bulk.memories.side.as_ref().map(Memory::pack)
-            },
-            side_derived: bulk.side_derived,
+            memory: bulk.memory.0.pack(),
             ledger: bulk.ledger.as_ref().map(PackedTable::pack),
             freed: bulk.freed.as_ref().map(PackedTable::pack_set),
             ids: [
@@ -317,7 +291,6 @@ impl PackedBulk {
 
     fn packed_bytes(&self) -> usize {
         self.memory.packed_bytes()
-            + self.side.as_ref().map_or(0, PackedMemory::packed_bytes)
             + self.ledger.as_ref().map_or(0, PackedTable::packed_bytes)
             + self.freed.as_ref().map_or(0, PackedTable::packed_bytes)
             + self
@@ -329,29 +302,16 @@ impl PackedBulk {
 
     fn unpack(&self) -> Bulk {
         Bulk {
-            memories: Memories {
-                heap: self.memory.unpack(),
-                side: self.side.as_ref().map(PackedMemory::unpack),
-            },
-            side_derived: self.side_derived,
+            memory: HeapBytes(self.memory.unpack()),
             ledger: self.ledger.as_ref().map(PackedTable::unpack),
             freed: self.freed.as_ref().map(PackedTable::unpack_set),
             ids: [self.ids[0].unpack(), self.ids[1].unpack()],
         }
     }
 
-    /// Unpacks into `bulk`, reusing its memories' buffers.
+    /// Unpacks into `bulk`, reusing its memory's buffer and its tables.
     fn unpack_into(&self, bulk: &mut Bulk) {
-        self.memory.unpack_into(&mut bulk.memories.heap);
-        // A derived side memory stays as it is, to be rederived once the state is back.
-        bulk.side_derived = self.side_derived;
-        match (&mut bulk.memories.side, &self.side) {
-            // Like the heap's, its journal describes the step the timeline leaves.
-            (Some(memory), _) if self.side_derived => memory.stop_journal(),
-            _ if self.side_derived => {}
-            (Some(memory), Some(packed)) => packed.unpack_into(memory),
-            (slot, packed) => *slot = packed.as_ref().map(PackedMemory::unpack),
-        }
+        self.memory.unpack_into(&mut bulk.memory.0);
         match (&mut bulk.ledger, &self.ledger) {
             (Some(table), Some(packed)) => packed.unpack_into(table),
             (slot, packed) => *slot = packed.as_ref().map(PackedTable::unpack),
@@ -384,79 +344,33 @@ const WAYPOINTS_PER_SEEK: usize = 4;
 struct Waypoint {
     step: usize,
     side: Replayer,
-    marks: Marks,
+    /// Where the heap's journal stood.
+    mark: usize,
     bytes: usize,
 }
 
-/// Journal positions of the heap's memory and the model's side memory.
-#[derive(Debug, Clone, Copy)]
-struct Marks {
-    heap: usize,
-    side: Option<usize>,
-}
+/// The state's heap bytes, taken out (to copy the rest of the state without them) and put
+/// back, and their journal.
+struct HeapBytes(Memory);
 
-/// The state's byte arrays, swapped out (for copying the rest) or journaled.
-struct Memories {
-    heap: Memory,
-    side: Option<Memory>,
-}
-
-impl Memories {
+impl HeapBytes {
     fn take(state: &mut Replayer) -> Self {
-        let heap = std::mem::replace(state.heap_mut().memory_slot(), Memory::new(0, 0));
-        let side = state
-            .heap_mut()
-            .side_memory_mut()
-            .map(|m| std::mem::replace(m, Memory::new(0, 0)));
-        Self { heap, side }
+        Self(std::mem::replace(
+            state.heap_mut().memory_slot(),
+            Memory::new(0, 0),
+        ))
     }
 
     fn put(self, state: &mut Replayer) {
-        *state.heap_mut().memory_slot() = self.heap;
-        if let (Some(slot), Some(side)) = (state.heap_mut().side_memory_mut(), self.side) {
-            *slot = side;
+        *state.heap_mut().memory_slot() = self.0;
+    }
+
+    /// Starts the journal if it is not running, and returns where it stands.
+    fn mark(&mut self) -> Option<usize> {
+        if self.0.journal_mark().is_none() {
+            self.0.start_journal();
         }
-    }
-
-    /// Whether both memories keep a journal.
-    fn journaling(&self) -> bool {
-        self.heap.journal_mark().is_some()
-            && self
-                .side
-                .as_ref()
-                .is_none_or(|m| m.journal_mark().is_some())
-    }
-
-    /// Starts the journals that are not running and returns where they stand.
-    fn mark(&mut self) -> Option<Marks> {
-        for memory in std::iter::once(&mut self.heap).chain(self.side.as_mut()) {
-            if memory.journal_mark().is_none() {
-                memory.start_journal();
-            }
-        }
-        Some(Marks {
-            heap: self.heap.journal_mark()?,
-            side: match &self.side {
-                Some(side) => Some(side.journal_mark()?),
-                None => None,
-            },
-        })
-    }
-
-    fn undo_to(&mut self, marks: Marks) -> bool {
-        let side = match (&mut self.side, marks.side) {
-            (Some(memory), Some(mark)) => memory.undo_to(mark),
-            (None, None) => true,
-            _ => false,
-        };
-        side && self.heap.undo_to(marks.heap)
-    }
-
-    fn forget_before(&mut self, marks: Marks) {
-        self.heap.forget_journal_before(marks.heap);
-        if let (Some(memory), Some(mark)) = (&mut self.side, marks.side) {
-            memory.forget_journal_before(mark);
-        }
+        self.0.journal_mark()
     }
 }
 
@@ -803,16 +717,16 @@ impl Timeline {
             return;
         }
         let started = Instant::now();
-        let mut memories = Memories::take(&mut self.state);
+        let mut memory = HeapBytes::take(&mut self.state);
         // Waypoints marked in a journal that has since gone (this timeline is a copy, or a
         // checkpoint was restored) would undo the wrong writes in a new one.
-        if !memories.journaling() {
+        if memory.0.journal_mark().is_none() {
             self.waypoints.clear();
         }
-        let marks = memories.mark();
+        let mark = memory.mark();
         let side = self.state.clone();
-        memories.put(&mut self.state);
-        let Some(marks) = marks else {
+        memory.put(&mut self.state);
+        let Some(mark) = mark else {
             return;
         };
         self.waypoint_cost = started.elapsed();
@@ -820,34 +734,34 @@ impl Timeline {
         self.waypoints.push(Waypoint {
             step: self.position,
             side,
-            marks,
+            mark,
             bytes,
         });
         // Over budget: drop the oldest, and the journal entries only it needed.
         let mut total: usize = self.waypoints.iter().map(|w| w.bytes).sum();
         while total > self.waypoint_bytes && self.waypoints.len() > 2 {
             total -= self.waypoints.remove(0).bytes;
-            let oldest = self.waypoints[0].marks;
-            let mut memories = Memories::take(&mut self.state);
-            memories.forget_before(oldest);
-            memories.put(&mut self.state);
+            let oldest = self.waypoints[0].mark;
+            let mut memory = HeapBytes::take(&mut self.state);
+            memory.0.forget_journal_before(oldest);
+            memory.put(&mut self.state);
         }
     }
 
-    /// Moves back to waypoint `k` (dropping the later ones); false when the journals no longer
-    /// reach it (this timeline is a clone, whose memories have no journal).
+    /// Moves back to waypoint `k` (dropping the later ones); false when the journal no longer
+    /// reaches it (this timeline is a clone, whose memory has no journal).
     fn restore_waypoint(&mut self, k: usize) -> bool {
         let Some(waypoint) = self.waypoints.get(k) else {
             return false;
         };
-        let mut memories = Memories::take(&mut self.state);
-        if !memories.undo_to(waypoint.marks) {
-            memories.put(&mut self.state);
+        let mut memory = HeapBytes::take(&mut self.state);
+        if !memory.0.undo_to(waypoint.mark) {
+            memory.put(&mut self.state);
             self.waypoints.clear();
             return false;
         }
         self.state = waypoint.side.clone();
-        memories.put(&mut self.state);
+        memory.put(&mut self.state);
         self.position = waypoint.step;
         self.waypoints.truncate(k + 1);
         true
@@ -858,11 +772,6 @@ impl Timeline {
     pub fn working_bytes(&self) -> usize {
         self.waypoints.iter().map(|w| w.bytes).sum::<usize>()
             + self.state.heap().memory().journal_bytes()
-            + self
-                .state
-                .heap()
-                .side_memory()
-                .map_or(0, Memory::journal_bytes)
     }
 }
 

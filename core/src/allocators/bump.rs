@@ -6,11 +6,11 @@
 //! request (above 1) is honoured by skipping padding bytes, which the layout shows as padding.
 //!
 //! The arena logic here is shared with [`checked_bump`](super::checked_bump), which adds guard
-//! bytes and a shadow state per byte on top of it.
+//! bytes and reads a shadow state per byte off the block list.
 
 use std::sync::Arc;
 
-use crate::allocator::{AllocError, Allocator, ErrorKind, SideBasis, Trail, bytes};
+use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
 use crate::layout::{Block, BlockState, Finding, HeapLayout, Ledger, Marker, NativeStat, Stats};
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
@@ -153,37 +153,6 @@ impl BlockList {
                 *word &= !bit;
             }
         }
-    }
-
-    /// How many blocks there are and which are freed, for rederiving what follows from them.
-    pub fn basis(&self) -> SideBasis {
-        SideBasis {
-            blocks: self.len(),
-            freed: self.freed.clone(),
-        }
-    }
-
-    /// Indices below `below` whose freed flag differs from bit set `freed`, in order.
-    pub fn freed_differing<'a>(
-        &'a self,
-        freed: &'a [u64],
-        below: usize,
-    ) -> impl Iterator<Item = usize> + 'a {
-        let words = below.div_ceil(64);
-        (0..words).flat_map(move |w| {
-            let mine = self.freed.get(w).copied().unwrap_or(0);
-            let theirs = freed.get(w).copied().unwrap_or(0);
-            let mut diff = mine ^ theirs;
-            std::iter::from_fn(move || {
-                if diff == 0 {
-                    return None;
-                }
-                let bit = diff.trailing_zeros() as usize;
-                diff &= diff - 1;
-                Some(w * 64 + bit)
-            })
-            .filter(move |&i| i < below)
-        })
     }
 
     /// The blocks in the order they were placed.
