@@ -589,6 +589,8 @@ impl Memory {
             }
         }
         packer.close();
+        // The runs grew by doubling; a checkpoint keeps them for the whole session.
+        packer.runs.shrink_to_fit();
         PackedMemory {
             base: self.base,
             len: self.len(),
@@ -614,7 +616,7 @@ impl Memory {
 impl PackedMemory {
     /// Bytes this packed copy occupies.
     pub fn packed_bytes(&self) -> usize {
-        self.runs.len() + size_of::<Self>()
+        self.runs.capacity() + size_of::<Self>()
     }
 
     /// The memory this was packed from.
