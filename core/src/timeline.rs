@@ -21,13 +21,12 @@
 //!
 //! Stepping back is the common case of seeking (a learner steps back one operation, then
 //! another), and restoring a checkpoint for it would replay thousands of operations each time.
-//! So a timeline keeps working waypoints near where it stands: copies of the replay without
-//! its bytes, which come back by undoing the memory's write journal ([`Memory`]'s undo log)
-//! to the waypoint's mark. A step lays a few down before its target
-//! (a long jump, one next to where it lands), and they keep being laid as the timeline plays
-//! forward, spaced so that replaying between two costs about what copying one does (measured),
-//! within a byte budget. The benchmark (`cargo bench -p heapscope-tests --bench timeline`)
-//! measures what this costs and how fast seeks are.
+//! So a timeline keeps working waypoints near where it stands: copies of the replay without its
+//! bytes, which come back by undoing the memory's write journal ([`Memory`]'s undo log) to the
+//! waypoint's mark. A step lays a few down before its target (a long jump, one next to where it
+//! lands), and they keep being laid as the timeline plays forward, spaced so that replaying between
+//! two costs about what copying one does (measured), within a byte budget. The benchmark (`cargo
+//! bench -p heapscope-tests --bench timeline`) measures what this costs and how fast seeks are.
 use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -742,9 +741,10 @@ impl Timeline {
         while total > self.waypoint_bytes && self.waypoints.len() > 2 {
             total -= self.waypoints.remove(0).bytes;
             let oldest = self.waypoints[0].mark;
-            let mut memory = HeapBytes::take(&mut self.state);
-            memory.0.forget_journal_before(oldest);
-            memory.put(&mut self.state);
+            self.state
+                .heap_mut()
+                .memory_slot()
+                .forget_journal_before(oldest);
         }
     }
 
