@@ -413,18 +413,24 @@ impl Memory {
 }
 
 /// A [`Memory`] stored compactly: only its runs of non-zero 8-byte words, delta-encoded, with
-/// words that repeat one byte stored once per run.
+/// words that repeat one byte stored once per run, and runs of words whose high halves are
+/// among a few common ones (zero, the heap's own addresses) stored as their low halves.
 ///
 /// A heap is mostly zero payload with headers and links sprinkled through it, and what a
 /// program writes is often one byte repeated, so a packed copy is a small fraction of the
-/// memory's length: this is what makes timeline checkpoints cheap.
+/// memory's length: this is what makes timeline checkpoints cheap. Headers and links are
+/// sizes, flags and addresses into the heap: their high halves take only a few values.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PackedMemory {
     base: Addr,
     len: u64,
-    /// `[zero words before the run][words in the run << 1 | FILL or LITERAL][the run's bytes,
-    /// or its one repeated byte]`, varints, repeated.
+    /// `[zero words before the run][words in the run << 2 | kind][the run]`, where the run
+    /// is its bytes (`LITERAL`), its one repeated byte (`FILL`), or a 2-bit index into
+    /// `highs` per word, four to a byte, then each word's low half (`NARROW`); varints,
+    /// repeated.
     runs: Vec<u8>,
+    /// The high halves `NARROW` words may have; the first is always zero.
+    highs: [u32; HIGHS],
 }
 
 impl std::fmt::Debug for PackedMemory {
@@ -433,6 +439,7 @@ impl std::fmt::Debug for PackedMemory {
             .field("base", &format_args!("{:#x}", self.base))
             .field("len", &self.len)
             .field("packed", &self.runs.len())
+            .field("highs", &format_args!("{:x?}", self.highs))
             .finish()
     }
 }
@@ -465,10 +472,16 @@ fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |acc, b| acc | b) == 0
 }
 
-/// Run kinds, in the low bit of a run's length: words copied as they are, or words that all
-/// repeat one byte (stored once).
+/// Run kinds, in the low two bits of a run's length: words copied as they are, words that all
+/// repeat one byte (stored once), or words stored as their low halves and an index into the
+/// common high halves.
 const LITERAL: u64 = 0;
 const FILL: u64 = 1;
+const NARROW: u64 = 2;
+const KIND_BITS: u32 = 2;
+
+/// Common high halves a packed memory keeps (a `NARROW` word's index takes two bits).
+const HIGHS: usize = 4;
 
 /// The byte a whole word repeats (a shadow state, a fill pattern), if it is one and not zero.
 fn repeated_byte(word: u64) -> Option<u8> {
@@ -484,6 +497,10 @@ struct Packer<'a> {
     last_end: usize,
     /// The run being built: its first word, one past its last, and its repeated byte if a fill.
     open: Option<(usize, usize, Option<u8>)>,
+    /// The common high halves met so far (taken as they come, the first always zero), and
+    /// how many.
+    highs: [u32; HIGHS],
+    highs_used: usize,
 }
 
 impl<'a> Packer<'a> {
@@ -493,7 +510,51 @@ impl<'a> Packer<'a> {
             runs: Vec::new(),
             last_end: 0,
             open: None,
+            highs: [0; HIGHS],
+            highs_used: 1,
         }
+    }
+
+    /// The index of `high` among the common high halves, taking a free slot for a new one.
+    fn high_index(&mut self, high: u32) -> Option<u8> {
+        let used = &self.highs[..self.highs_used];
+        if let Some(i) = used.iter().position(|&h| h == high) {
+            return u8::try_from(i).ok();
+        }
+        if self.highs_used == HIGHS {
+            return None;
+        }
+        self.highs[self.highs_used] = high;
+        self.highs_used += 1;
+        u8::try_from(self.highs_used - 1).ok()
+    }
+
+    /// Appends words `start..end` as a `NARROW` run, if every one is whole and its high half
+    /// is common (or can become so); otherwise writes nothing and returns false.
+    fn push_narrow(&mut self, start: usize, end: usize) -> bool {
+        let (saved_highs, saved_used) = (self.highs, self.highs_used);
+        for w in start..end {
+            let (value, whole) = self.word(w);
+            if !whole || self.high_index((value >> 32) as u32).is_none() {
+                // Slots taken for this run would be wasted on a literal one.
+                (self.highs, self.highs_used) = (saved_highs, saved_used);
+                return false;
+            }
+        }
+        push_varint(&mut self.runs, ((end - start) as u64) << KIND_BITS | NARROW);
+        for first in (start..end).step_by(4) {
+            let mut tags = 0u8;
+            for (i, w) in (first..(first + 4).min(end)).enumerate() {
+                let tag = self.high_index((self.word(w).0 >> 32) as u32).unwrap_or(0);
+                tags |= tag << (2 * i);
+            }
+            self.runs.push(tags);
+        }
+        for w in start..end {
+            self.runs
+                .extend_from_slice(&(self.word(w).0 as u32).to_le_bytes());
+        }
+        true
     }
 
     /// The word at index `w`, zero-padded past the end, and whether it is whole.
@@ -550,12 +611,13 @@ impl<'a> Packer<'a> {
             return;
         }
         push_varint(&mut self.runs, (start - self.last_end) as u64);
-        let count = ((end - start) as u64) << 1;
+        let count = ((end - start) as u64) << KIND_BITS;
         match fill {
             Some(byte) => {
                 push_varint(&mut self.runs, count | FILL);
                 self.runs.push(byte);
             }
+            None if self.push_narrow(start, end) => {}
             None => {
                 push_varint(&mut self.runs, count | LITERAL);
                 let bytes = self.bytes;
@@ -595,6 +657,7 @@ impl Memory {
             base: self.base,
             len: self.len(),
             runs: packer.runs,
+            highs: packer.highs,
         }
     }
 
@@ -658,23 +721,42 @@ impl PackedMemory {
             ) else {
                 break;
             };
-            let count = usize::try_from(head >> 1).unwrap_or(usize::MAX);
+            let count = usize::try_from(head >> KIND_BITS).unwrap_or(usize::MAX);
             word = word.saturating_add(usize::try_from(gap).unwrap_or(usize::MAX));
             let start = word.saturating_mul(WORD).min(len);
             let end = word.saturating_add(count).saturating_mul(WORD).min(len);
-            if head & 1 == FILL {
-                let Some(&byte) = self.runs.get(at) else {
-                    break;
-                };
-                at += 1;
-                memory.bytes[start..end].fill(byte);
-            } else {
-                let n = end - start;
-                let Some(data) = self.runs.get(at..at + n) else {
-                    break;
-                };
-                memory.bytes[start..end].copy_from_slice(data);
-                at += n;
+            match head & ((1 << KIND_BITS) - 1) {
+                FILL => {
+                    let Some(&byte) = self.runs.get(at) else {
+                        break;
+                    };
+                    at += 1;
+                    memory.bytes[start..end].fill(byte);
+                }
+                NARROW => {
+                    let tags_len = count.div_ceil(4);
+                    let body = count.saturating_mul(4).saturating_add(tags_len);
+                    let Some(run) = self.runs.get(at..at.saturating_add(body)) else {
+                        break;
+                    };
+                    at += body;
+                    let (tags, lows) = run.split_at(tags_len);
+                    let words = memory.bytes[start..end].chunks_exact_mut(WORD);
+                    for (i, (out, low)) in words.zip(lows.chunks_exact(4)).enumerate() {
+                        let tag = (tags[i / 4] >> (2 * (i % 4))) & 3;
+                        let high = u64::from(self.highs[usize::from(tag)]) << 32;
+                        let low = u64::from(u32::from_le_bytes([low[0], low[1], low[2], low[3]]));
+                        out.copy_from_slice(&(high | low).to_le_bytes());
+                    }
+                }
+                _ => {
+                    let n = end - start;
+                    let Some(data) = self.runs.get(at..at + n) else {
+                        break;
+                    };
+                    memory.bytes[start..end].copy_from_slice(data);
+                    at += n;
+                }
             }
             memory.dirty.mark(&(start..end));
             word = word.saturating_add(count);
@@ -780,9 +862,40 @@ mod tests {
         assert_eq!(packed.unpack(), memory);
     }
 
+    #[test]
+    fn words_with_common_high_halves_pack_to_their_low_halves() {
+        let mut memory = Memory::new(0x7f00_0000_0000, 64 * 1024 + 4);
+        let base = memory.base();
+        // Headers and links: sizes, addresses in the heap, an occupied bit above 32.
+        for i in 0..2000u64 {
+            let value = match i % 3 {
+                0 => 0x40 | (i & 7),
+                1 => base + i * 24,
+                _ => (1 << 32) | (i % 25),
+            };
+            memory.write_u64(base + i * 8, value).unwrap();
+        }
+        let narrow = memory.pack();
+        assert_eq!(narrow.unpack(), memory);
+        // 2000 words: a quarter byte of index and four bytes of low half each.
+        assert!(narrow.packed_bytes() < 2000 * 9 / 2 + 100, "{narrow:?}");
+        // Two more high halves than the slots hold: those words go literal, and everything
+        // still comes back, including a last word cut short by the memory's end.
+        memory.write_u64(base + 30_000, 2 << 32).unwrap();
+        memory.write_u64(base + 30_008, 3 << 32).unwrap();
+        memory.write_u64(base + 30_016, 4 << 32).unwrap();
+        memory.write(base + 64 * 1024, &[1, 2, 3, 4]).unwrap();
+        let mixed = memory.pack();
+        assert_eq!(mixed.unpack(), memory);
+        let mut reused = narrow.unpack();
+        mixed.unpack_into(&mut reused);
+        assert_eq!(reused, memory);
+    }
+
     /// One change to a memory, for the property test.
     #[derive(Debug, Clone)]
     enum Change {
+        Word(u64, u64),
         Write(u64, Vec<u8>),
         Fill(u64, u64, u8),
         Copy(u64, u64, u64),
@@ -794,6 +907,9 @@ mod tests {
         let base = memory.base();
         let len = memory.len().max(1);
         match change {
+            Change::Word(at, value) => {
+                let _ = memory.write_u64(base + at % len, *value);
+            }
             Change::Write(at, bytes) => {
                 let _ = memory.write(base + at % len, bytes);
             }
@@ -809,7 +925,10 @@ mod tests {
     }
 
     fn change() -> impl Strategy<Value = Change> {
+        // Words whose high halves come from a small set, more than a packed memory keeps.
+        let word = (0..6u64, any::<u32>()).prop_map(|(high, low)| (high << 32) | u64::from(low));
         prop_oneof![
+            3 => (0..4096u64, word).prop_map(|(a, w)| Change::Word(a, w)),
             4 => (0..4096u64, proptest::collection::vec(any::<u8>(), 1..40))
                 .prop_map(|(a, b)| Change::Write(a, b)),
             2 => (0..4096u64, 0..300u64, any::<u8>()).prop_map(|(a, n, b)| Change::Fill(a, n, b)),
