@@ -30,6 +30,9 @@ pub struct Memory {
     dirty: DirtyLines,
     /// Undo log of writes, kept while a timeline may step back over them.
     journal: Option<Box<Journal>>,
+    /// Lines written since [`Self::track_changes`] was last called, while a timeline records
+    /// deltas: what [`Self::delta_from`] compares.
+    touched: Option<Box<DirtyLines>>,
 }
 
 /// Bytes per line of [`DirtyLines`]: a cache line, so clearing one costs about what reading
@@ -47,9 +50,31 @@ struct DirtyLines {
 }
 
 impl DirtyLines {
-    /// Marks the lines holding the non-empty byte range `range`.
-    #[inline]
+    /// Marks the lines holding the byte range `range`: the common case of a range inside one
+    /// line already covered by the bits is kept short enough to inline into every write.
+    #[inline(always)]
     fn mark(&mut self, range: &std::ops::Range<usize>) {
+        if let Some(last) = range.end.checked_sub(1)
+            && range.start / LINE == last / LINE
+            && let Some(bits) = self.bits.get_mut(last / LINE / 64)
+        {
+            *bits |= 1 << (last / LINE % 64);
+            return;
+        }
+        self.mark_range(range);
+    }
+
+    /// Makes room for `lines` lines, so that marks below skip growing the bits.
+    fn cover(&mut self, lines: usize) {
+        let words = lines.div_ceil(64);
+        if words > self.bits.len() {
+            self.bits.resize(words, 0);
+        }
+    }
+
+    /// Marks the lines holding the byte range `range`, growing the bits as needed.
+    #[inline(never)]
+    fn mark_range(&mut self, range: &std::ops::Range<usize>) {
         if range.is_empty() || self.all {
             return;
         }
@@ -93,6 +118,29 @@ impl DirtyLines {
             }
             word += 1;
             bits = *self.bits.get(word)?;
+        }
+    }
+
+    /// The first line at or after `line` that is not marked, or `lines` if there is none
+    /// below it.
+    fn next_clear(&self, line: usize, lines: usize) -> usize {
+        if self.all {
+            return lines;
+        }
+        let mut word = line / 64;
+        let Some(&first) = self.bits.get(word) else {
+            return line.min(lines);
+        };
+        let mut clear = !first & (u64::MAX << (line % 64));
+        loop {
+            if clear != 0 {
+                return (word * 64 + clear.trailing_zeros() as usize).min(lines);
+            }
+            word += 1;
+            match self.bits.get(word) {
+                Some(&bits) => clear = !bits,
+                None => return (word * 64).min(lines),
+            }
         }
     }
 
@@ -158,6 +206,7 @@ impl Clone for Memory {
             bytes: self.bytes.clone(),
             dirty: self.dirty.clone(),
             journal: None,
+            touched: None,
         }
     }
 }
@@ -187,6 +236,7 @@ impl Memory {
             bytes: vec![0; usize::try_from(len).unwrap_or(usize::MAX)],
             dirty: DirtyLines::default(),
             journal: None,
+            touched: None,
         }
     }
 
@@ -211,6 +261,8 @@ impl Memory {
     /// Undoes every write recorded after `mark`. False (and nothing undone) when the journal
     /// does not reach back that far.
     pub(crate) fn undo_to(&mut self, mark: usize) -> bool {
+        // The lines undone here are not tracked.
+        self.touched = None;
         let Some(journal) = self.journal.as_mut() else {
             return false;
         };
@@ -262,6 +314,9 @@ impl Memory {
     #[inline]
     fn note_write(&mut self, range: &std::ops::Range<usize>) {
         self.dirty.mark(range);
+        if let Some(touched) = self.touched.as_mut() {
+            touched.mark(range);
+        }
         if let Some(journal) = self.journal.as_mut() {
             journal.entries.push(Undo::Bytes {
                 offset: range.start,
@@ -478,6 +533,8 @@ fn is_zero(bytes: &[u8]) -> bool {
 const LITERAL: u64 = 0;
 const FILL: u64 = 1;
 const NARROW: u64 = 2;
+/// Words set to zero (only in a [`MemoryDelta`]; a packed memory skips them).
+const ZERO: u64 = 3;
 const KIND_BITS: u32 = 2;
 
 /// Common high halves a packed memory keeps (a `NARROW` word's index takes two bits).
@@ -489,30 +546,42 @@ fn repeated_byte(word: u64) -> Option<u8> {
     (byte != 0 && word == u64::from(byte) * 0x0101_0101_0101_0101).then_some(byte)
 }
 
-/// Builds a [`PackedMemory`]'s runs from the non-zero words of a memory, in address order.
-struct Packer<'a> {
-    bytes: &'a [u8],
+/// Builds runs (of a [`PackedMemory`] or a [`MemoryDelta`]) from words given in increasing
+/// order; the words between two runs are skipped (zero in a packed memory, unchanged in a
+/// delta).
+struct Packer {
+    /// Length of the memory in bytes (its last word may be cut short).
+    len: usize,
     runs: Vec<u8>,
     /// End of the last run written.
     last_end: usize,
-    /// The run being built: its first word, one past its last, and its repeated byte if a fill.
+    /// The run being built: its first word, one past its last, and its repeated byte if a
+    /// fill (zero for a run of words set to zero, which only deltas have).
     open: Option<(usize, usize, Option<u8>)>,
+    /// The open literal run's words.
+    words: Vec<u64>,
     /// The common high halves met so far (taken as they come, the first always zero), and
     /// how many.
     highs: [u32; HIGHS],
     highs_used: usize,
 }
 
-impl<'a> Packer<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+impl Packer {
+    fn new(len: usize) -> Self {
         Self {
-            bytes,
+            len,
             runs: Vec::new(),
             last_end: 0,
             open: None,
+            words: Vec::new(),
             highs: [0; HIGHS],
             highs_used: 1,
         }
+    }
+
+    /// Whether word `w` lies wholly inside the memory.
+    fn whole(&self, w: usize) -> bool {
+        (w + 1).saturating_mul(WORD) <= self.len
     }
 
     /// The index of `high` among the common high halves, taking a free slot for a new one.
@@ -529,76 +598,78 @@ impl<'a> Packer<'a> {
         u8::try_from(self.highs_used - 1).ok()
     }
 
-    /// Appends words `start..end` as a `NARROW` run, if every one is whole and its high half
-    /// is common (or can become so); otherwise writes nothing and returns false.
+    /// Appends the open literal run as a `NARROW` run, if every word is whole and its high
+    /// half is common (or can become so); otherwise writes nothing and returns false.
     fn push_narrow(&mut self, start: usize, end: usize) -> bool {
         let (saved_highs, saved_used) = (self.highs, self.highs_used);
-        for w in start..end {
-            let (value, whole) = self.word(w);
-            if !whole || self.high_index((value >> 32) as u32).is_none() {
+        if !self.whole(end - 1) {
+            return false;
+        }
+        for k in 0..self.words.len() {
+            if self.high_index((self.words[k] >> 32) as u32).is_none() {
                 // Slots taken for this run would be wasted on a literal one.
                 (self.highs, self.highs_used) = (saved_highs, saved_used);
                 return false;
             }
         }
         push_varint(&mut self.runs, ((end - start) as u64) << KIND_BITS | NARROW);
-        for first in (start..end).step_by(4) {
+        for first in (0..self.words.len()).step_by(4) {
             let mut tags = 0u8;
-            for (i, w) in (first..(first + 4).min(end)).enumerate() {
-                let tag = self.high_index((self.word(w).0 >> 32) as u32).unwrap_or(0);
-                tags |= tag << (2 * i);
+            for k in first..(first + 4).min(self.words.len()) {
+                let tag = self.high_index((self.words[k] >> 32) as u32).unwrap_or(0);
+                tags |= tag << (2 * (k - first));
             }
             self.runs.push(tags);
         }
-        for w in start..end {
-            self.runs
-                .extend_from_slice(&(self.word(w).0 as u32).to_le_bytes());
+        for &word in &self.words {
+            self.runs.extend_from_slice(&(word as u32).to_le_bytes());
         }
         true
     }
 
-    /// The word at index `w`, zero-padded past the end, and whether it is whole.
-    fn word(&self, w: usize) -> (u64, bool) {
-        let start = w * WORD;
-        match self.bytes.get(start..start + WORD) {
-            Some(b) => (
-                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-                true,
-            ),
-            None => {
-                let mut padded = [0u8; WORD];
-                let tail = self.bytes.get(start..).unwrap_or(&[]);
-                padded[..tail.len()].copy_from_slice(tail);
-                (u64::from_le_bytes(padded), false)
-            }
-        }
-    }
-
-    /// Adds word `w` (words come in increasing order; zero words may be skipped).
-    fn push(&mut self, w: usize) {
-        let (value, whole) = self.word(w);
+    /// Adds word `w` with its value (zero-padded past the memory's end). A zero word ends the
+    /// open run: it is skipped, and reads back as zero from a packed memory.
+    fn push(&mut self, w: usize, value: u64) {
         if value == 0 {
             self.close();
             return;
         }
-        let fill = repeated_byte(value).filter(|_| whole);
+        let fill = repeated_byte(value).filter(|_| self.whole(w));
         match self.open {
             Some((start, end, Some(byte))) if end == w && fill == Some(byte) => {
                 self.open = Some((start, w + 1, Some(byte)));
             }
             Some((start, end, None)) if end == w => {
                 // Two equal repeated-byte words in a row are worth a fill of their own.
-                if fill.is_some() && self.word(w - 1) == (value, true) {
+                if fill.is_some() && self.words.last() == Some(&value) {
+                    self.words.pop();
                     self.open = Some((start, w - 1, None));
                     self.close();
                     self.open = Some((w - 1, w + 1, fill));
                 } else {
                     self.open = Some((start, w + 1, None));
+                    self.words.push(value);
                 }
             }
             _ => {
                 self.close();
                 self.open = Some((w, w + 1, None));
+                self.words.push(value);
+            }
+        }
+    }
+
+    /// Adds word `w` of a delta: its new value, which may be zero.
+    fn push_changed(&mut self, w: usize, value: u64) {
+        if value != 0 {
+            self.push(w, value);
+            return;
+        }
+        match self.open {
+            Some((start, end, Some(0))) if end == w => self.open = Some((start, w + 1, Some(0))),
+            _ => {
+                self.close();
+                self.open = Some((w, w + 1, Some(0)));
             }
         }
     }
@@ -608,11 +679,13 @@ impl<'a> Packer<'a> {
             return;
         };
         if start == end {
+            self.words.clear();
             return;
         }
         push_varint(&mut self.runs, (start - self.last_end) as u64);
         let count = ((end - start) as u64) << KIND_BITS;
         match fill {
+            Some(0) => push_varint(&mut self.runs, count | ZERO),
             Some(byte) => {
                 push_varint(&mut self.runs, count | FILL);
                 self.runs.push(byte);
@@ -620,19 +693,49 @@ impl<'a> Packer<'a> {
             None if self.push_narrow(start, end) => {}
             None => {
                 push_varint(&mut self.runs, count | LITERAL);
-                let bytes = self.bytes;
-                self.runs
-                    .extend_from_slice(&bytes[start * WORD..(end * WORD).min(bytes.len())]);
+                let last = self.words.len() - 1;
+                for (k, word) in self.words.iter().enumerate() {
+                    let bytes = word.to_le_bytes();
+                    // The memory's last word may be cut short.
+                    let n = if k == last {
+                        (self.len - (start + k) * WORD).min(WORD)
+                    } else {
+                        WORD
+                    };
+                    self.runs.extend_from_slice(&bytes[..n]);
+                }
             }
         }
+        self.words.clear();
         self.last_end = end;
+    }
+
+    /// The runs, closed and trimmed (a checkpoint keeps them for the whole session).
+    fn finish(mut self) -> (Vec<u8>, [u32; HIGHS]) {
+        self.close();
+        self.runs.shrink_to_fit();
+        (self.runs, self.highs)
+    }
+}
+
+/// Word `w` of `bytes`, zero-padded past the end.
+fn word_at(bytes: &[u8], w: usize) -> u64 {
+    let start = w * WORD;
+    match bytes.get(start..start + WORD) {
+        Some(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        None => {
+            let mut padded = [0u8; WORD];
+            let tail = bytes.get(start..).unwrap_or(&[]);
+            padded[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(padded)
+        }
     }
 }
 
 impl Memory {
     /// A packed copy of this memory.
     pub fn pack(&self) -> PackedMemory {
-        let mut packer = Packer::new(&self.bytes);
+        let mut packer = Packer::new(self.bytes.len());
         let words = self.bytes.len().div_ceil(WORD);
         let lines = self.bytes.len().div_ceil(LINE);
         // Lines never written are zero: only the dirty ones are read.
@@ -646,18 +749,16 @@ impl Memory {
                 .is_some_and(is_zero);
             if !zero_line {
                 for w in first..last {
-                    packer.push(w);
+                    packer.push(w, word_at(&self.bytes, w));
                 }
             }
         }
-        packer.close();
-        // The runs grew by doubling; a checkpoint keeps them for the whole session.
-        packer.runs.shrink_to_fit();
+        let (runs, highs) = packer.finish();
         PackedMemory {
             base: self.base,
             len: self.len(),
-            runs: packer.runs,
-            highs: packer.highs,
+            runs,
+            highs,
         }
     }
 
@@ -666,10 +767,15 @@ impl Memory {
         if self.dirty.all {
             self.bytes.fill(0);
         } else {
+            // Runs of dirty lines at a time: a heap's headers dirty most of its lines, and one
+            // fill per line would cost a call each.
             let len = self.bytes.len();
-            for dirty in self.dirty.marked(len.div_ceil(LINE)) {
-                let start = dirty * LINE;
-                self.bytes[start..(start + LINE).min(len)].fill(0);
+            let lines = len.div_ceil(LINE);
+            let mut line = 0;
+            while let Some(first) = self.dirty.next_marked(line, lines) {
+                let end = self.dirty.next_clear(first, lines);
+                self.bytes[first * LINE..(end * LINE).min(len)].fill(0);
+                line = end;
             }
         }
         self.dirty.clear();
@@ -695,8 +801,10 @@ impl PackedMemory {
     /// hold, not the mapping's length).
     pub fn unpack_into(&self, memory: &mut Memory) {
         let len = usize::try_from(self.len).unwrap_or(usize::MAX);
-        // A journal of the old contents would undo into the wrong bytes.
+        // A journal of the old contents would undo into the wrong bytes, and the lines
+        // written here are not tracked.
         memory.journal = None;
+        memory.touched = None;
         if memory.base == self.base {
             memory.clear_dirty();
             memory.bytes.truncate(len);
@@ -711,10 +819,118 @@ impl PackedMemory {
     }
 
     fn write_runs(&self, memory: &mut Memory) {
-        let len = memory.bytes.len();
+        write_runs(&self.runs, &self.highs, memory);
+    }
+}
+
+/// The words of a memory that changed since an earlier state of it (same base, no longer),
+/// packed like a [`PackedMemory`]: gaps between runs are words left as they were, and words
+/// set to zero have runs of their own. What a checkpoint between two full ones keeps of the
+/// heap: a few thousand operations change a small part of a heap's words.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct MemoryDelta {
+    len: u64,
+    runs: Vec<u8>,
+    highs: [u32; HIGHS],
+}
+
+impl std::fmt::Debug for MemoryDelta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryDelta")
+            .field("len", &self.len)
+            .field("packed", &self.runs.len())
+            .finish()
+    }
+}
+
+impl Memory {
+    /// Starts (or restarts) keeping track of the lines written from now on, so that a
+    /// [`Self::delta_from`] a copy taken now reads only those.
+    pub fn track_changes(&mut self) {
+        match self.touched.as_mut() {
+            Some(touched) => touched.clear(),
+            None => self.touched = Some(Box::default()),
+        }
+    }
+
+    /// What changed from `earlier`, which must be this memory at an earlier time that it
+    /// only grew from at its end (`None` when it is not: another base, or longer). When
+    /// [`Self::track_changes`] was called as `earlier` was copied, and nothing but writes
+    /// changed the memory since, only the lines written since are compared.
+    pub fn delta_from(&self, earlier: &Memory) -> Option<MemoryDelta> {
+        if earlier.base != self.base || earlier.bytes.len() > self.bytes.len() {
+            return None;
+        }
+        let len = self.bytes.len();
+        let words = len.div_ceil(WORD);
+        let lines = len.div_ceil(LINE);
+        let mut packer = Packer::new(len);
+        // Outside the lines either memory marks, both are zero; outside the lines written
+        // since `earlier`, both are the same.
+        let (mine, theirs) = match self.touched.as_deref() {
+            Some(touched) => (touched, touched),
+            None => (&self.dirty, &earlier.dirty),
+        };
+        let mut line = 0;
+        loop {
+            let next = match (
+                mine.next_marked(line, lines),
+                theirs.next_marked(line, lines),
+            ) {
+                (None, None) => break,
+                (Some(a), None) | (None, Some(a)) => a,
+                (Some(a), Some(b)) => a.min(b),
+            };
+            line = next + 1;
+            let range = next * LINE..((next + 1) * LINE).min(len);
+            if earlier.bytes.get(range.clone()) == Some(&self.bytes[range.clone()]) {
+                continue;
+            }
+            for w in range.start / WORD..range.end.div_ceil(WORD).min(words) {
+                let (old, new) = (word_at(&earlier.bytes, w), word_at(&self.bytes, w));
+                if old != new {
+                    packer.push_changed(w, new);
+                } else {
+                    packer.close();
+                }
+            }
+        }
+        let (runs, highs) = packer.finish();
+        Some(MemoryDelta {
+            len: self.len(),
+            runs,
+            highs,
+        })
+    }
+}
+
+impl MemoryDelta {
+    /// Bytes this delta occupies.
+    pub fn packed_bytes(&self) -> usize {
+        self.runs.capacity() + size_of::<Self>()
+    }
+
+    /// Turns `memory`, the state this delta was taken from, into the later one.
+    pub fn apply(&self, memory: &mut Memory) {
+        // A journal of the old contents would undo into the wrong bytes, and the lines
+        // written here are not tracked.
+        memory.journal = None;
+        memory.touched = None;
+        let len = usize::try_from(self.len).unwrap_or(usize::MAX);
+        memory.bytes.resize(len, 0);
+        write_runs(&self.runs, &self.highs, memory);
+    }
+
+    /// The words this delta sets, in order, with their values (zero-padded past the end).
+    fn changes(&self) -> Vec<(usize, u64)> {
+        let len = usize::try_from(self.len).unwrap_or(usize::MAX);
+        let mut scratch = Memory::new(0, 0);
+        let mut changes = Vec::new();
         let mut at = 0;
         let mut word = 0usize;
+        // Decode one run at a time into a scratch memory of its words.
         while at < self.runs.len() {
+            let before = at;
             let (Some(gap), Some(head)) = (
                 read_varint(&self.runs, &mut at),
                 read_varint(&self.runs, &mut at),
@@ -723,44 +939,143 @@ impl PackedMemory {
             };
             let count = usize::try_from(head >> KIND_BITS).unwrap_or(usize::MAX);
             word = word.saturating_add(usize::try_from(gap).unwrap_or(usize::MAX));
-            let start = word.saturating_mul(WORD).min(len);
-            let end = word.saturating_add(count).saturating_mul(WORD).min(len);
-            match head & ((1 << KIND_BITS) - 1) {
-                FILL => {
-                    let Some(&byte) = self.runs.get(at) else {
-                        break;
-                    };
-                    at += 1;
-                    memory.bytes[start..end].fill(byte);
-                }
-                NARROW => {
-                    let tags_len = count.div_ceil(4);
-                    let body = count.saturating_mul(4).saturating_add(tags_len);
-                    let Some(run) = self.runs.get(at..at.saturating_add(body)) else {
-                        break;
-                    };
-                    at += body;
-                    let (tags, lows) = run.split_at(tags_len);
-                    let words = memory.bytes[start..end].chunks_exact_mut(WORD);
-                    for (i, (out, low)) in words.zip(lows.chunks_exact(4)).enumerate() {
-                        let tag = (tags[i / 4] >> (2 * (i % 4))) & 3;
-                        let high = u64::from(self.highs[usize::from(tag)]) << 32;
-                        let low = u64::from(u32::from_le_bytes([low[0], low[1], low[2], low[3]]));
-                        out.copy_from_slice(&(high | low).to_le_bytes());
-                    }
-                }
+            let body = match head & ((1 << KIND_BITS) - 1) {
+                ZERO => 0,
+                FILL => 1,
+                NARROW => count.div_ceil(4) + count * 4,
                 _ => {
-                    let n = end - start;
-                    let Some(data) = self.runs.get(at..at + n) else {
-                        break;
-                    };
-                    memory.bytes[start..end].copy_from_slice(data);
-                    at += n;
+                    (word.saturating_add(count).saturating_mul(WORD)).min(len)
+                        - word.saturating_mul(WORD).min(len)
                 }
+            };
+            let Some(run) = self.runs.get(before..at + body) else {
+                break;
+            };
+            // The run alone, as if its gap were zero, onto a memory of its words.
+            let mut single = Vec::with_capacity(run.len());
+            push_varint(&mut single, 0);
+            push_varint(&mut single, head);
+            single.extend_from_slice(&self.runs[at..at + body]);
+            let end = word.saturating_add(count).saturating_mul(WORD).min(len);
+            scratch.bytes.clear();
+            scratch
+                .bytes
+                .resize(end - word.saturating_mul(WORD).min(len), 0);
+            write_runs(&single, &self.highs, &mut scratch);
+            for k in 0..count.min(scratch.bytes.len().div_ceil(WORD)) {
+                changes.push((word + k, word_at(&scratch.bytes, k)));
             }
-            memory.dirty.mark(&(start..end));
+            at += body;
             word = word.saturating_add(count);
         }
+        changes
+    }
+
+    /// This delta followed by `later` (taken from the state this one leads to), as one.
+    pub fn then(&self, later: &MemoryDelta) -> MemoryDelta {
+        let len = usize::try_from(later.len).unwrap_or(usize::MAX);
+        let (first, second) = (self.changes(), later.changes());
+        let mut packer = Packer::new(len);
+        let (mut i, mut j) = (0, 0);
+        let mut last = None;
+        while i < first.len() || j < second.len() {
+            // The later value wins where both set a word.
+            let (w, value) = match (first.get(i), second.get(j)) {
+                (Some(&a), Some(&b)) if a.0 < b.0 => {
+                    i += 1;
+                    a
+                }
+                (Some(&a), Some(&b)) => {
+                    i += usize::from(a.0 == b.0);
+                    j += 1;
+                    b
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (None, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (None, None) => break,
+            };
+            if last.is_some_and(|l: usize| l + 1 != w) {
+                packer.close();
+            }
+            packer.push_changed(w, value);
+            last = Some(w);
+        }
+        let (runs, highs) = packer.finish();
+        MemoryDelta {
+            len: later.len,
+            runs,
+            highs,
+        }
+    }
+}
+
+impl PackedMemory {
+    /// This memory with `delta` applied, packed again.
+    pub fn with(&self, delta: &MemoryDelta) -> PackedMemory {
+        let mut memory = self.unpack();
+        delta.apply(&mut memory);
+        memory.pack()
+    }
+}
+
+/// Writes packed runs into `memory` (of the length they were packed from): each run's words
+/// are set, and the words between runs are left as they are.
+fn write_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory) {
+    let len = memory.bytes.len();
+    memory.dirty.cover(len.div_ceil(LINE));
+    let mut at = 0;
+    let mut word = 0usize;
+    while at < runs.len() {
+        let (Some(gap), Some(head)) = (read_varint(runs, &mut at), read_varint(runs, &mut at))
+        else {
+            break;
+        };
+        let count = usize::try_from(head >> KIND_BITS).unwrap_or(usize::MAX);
+        word = word.saturating_add(usize::try_from(gap).unwrap_or(usize::MAX));
+        let start = word.saturating_mul(WORD).min(len);
+        let end = word.saturating_add(count).saturating_mul(WORD).min(len);
+        match head & ((1 << KIND_BITS) - 1) {
+            ZERO => memory.bytes[start..end].fill(0),
+            FILL => {
+                let Some(&byte) = runs.get(at) else {
+                    break;
+                };
+                at += 1;
+                memory.bytes[start..end].fill(byte);
+            }
+            NARROW => {
+                let tags_len = count.div_ceil(4);
+                let body = count.saturating_mul(4).saturating_add(tags_len);
+                let Some(run) = runs.get(at..at.saturating_add(body)) else {
+                    break;
+                };
+                at += body;
+                let (tags, lows) = run.split_at(tags_len);
+                let words = memory.bytes[start..end].chunks_exact_mut(WORD);
+                for (i, (out, low)) in words.zip(lows.chunks_exact(4)).enumerate() {
+                    let tag = (tags[i / 4] >> (2 * (i % 4))) & 3;
+                    let high = u64::from(highs[usize::from(tag)]) << 32;
+                    let low = u64::from(u32::from_le_bytes(low.try_into().unwrap_or([0; 4])));
+                    out.copy_from_slice(&(high | low).to_le_bytes());
+                }
+            }
+            _ => {
+                let n = end - start;
+                let Some(data) = runs.get(at..at + n) else {
+                    break;
+                };
+                memory.bytes[start..end].copy_from_slice(data);
+                at += n;
+            }
+        }
+        memory.dirty.mark(&(start..end));
+        word = word.saturating_add(count);
     }
 }
 
@@ -892,6 +1207,31 @@ mod tests {
         assert_eq!(reused, memory);
     }
 
+    #[test]
+    fn a_delta_keeps_only_the_words_that_changed() {
+        let mut before = Memory::new(0x2000_0000, 1 << 20);
+        for i in 0..10_000u64 {
+            before.write_u64(0x2000_0000 + i * 96, 0xC0FFEE).unwrap();
+        }
+        let mut after = before.clone();
+        after.write_u64(0x2000_0000 + 96 * 5000, 0).unwrap();
+        after
+            .write_u64(0x2000_0000 + 96 * 5001 + 8, 0x2000_0040)
+            .unwrap();
+        after.grow_to((1 << 20) + 13);
+        after
+            .write(0x2000_0000 + (1 << 20) + 8, &[1, 2, 3, 4, 5])
+            .unwrap();
+        let delta = after.delta_from(&before).unwrap();
+        assert!(delta.packed_bytes() < 100, "{delta:?}");
+        let mut restored = before.pack().unpack();
+        delta.apply(&mut restored);
+        assert_eq!(restored, after);
+        // Not an earlier state of the same memory: another base, or a longer one.
+        assert!(after.delta_from(&Memory::new(0x1000, 16)).is_none());
+        assert!(before.delta_from(&after).is_none());
+    }
+
     /// One change to a memory, for the property test.
     #[derive(Debug, Clone)]
     enum Change {
@@ -940,7 +1280,53 @@ mod tests {
 
     use proptest::prelude::*;
 
+    /// Changes that keep a memory's base, as the heaps a timeline records do.
+    fn change_in_place() -> impl Strategy<Value = Change> {
+        change().prop_filter("keeps the base", |c| !matches!(c, Change::GrowDown(_)))
+    }
+
     proptest! {
+        /// A delta taken between two states turns the first into the second, whether the first
+        /// was written in place or restored from a packed copy, and two deltas in a row merge
+        /// into one that does the same.
+        #[test]
+        fn deltas_lead_from_one_state_to_the_next(
+            first in proptest::collection::vec(change(), 0..30),
+            second in proptest::collection::vec(change_in_place(), 0..30),
+            third in proptest::collection::vec(change_in_place(), 0..30),
+        ) {
+            let mut a = Memory::new(0x10_000, 2048);
+            for c in &first {
+                apply(&mut a, c);
+            }
+            let mut b = a.clone();
+            b.track_changes();
+            for c in &second {
+                apply(&mut b, c);
+            }
+            // Read off the lines written, or compared wherever either memory was written.
+            let mut untracked = b.clone();
+            untracked.touched = None;
+            prop_assert_eq!(b.delta_from(&a), untracked.delta_from(&a));
+            let mut c = b.clone();
+            for change in &third {
+                apply(&mut c, change);
+            }
+            let ab = b.delta_from(&a).unwrap();
+            let bc = c.delta_from(&b).unwrap();
+            let mut stepped = a.pack().unpack();
+            ab.apply(&mut stepped);
+            prop_assert_eq!(&stepped, &b);
+            bc.apply(&mut stepped);
+            prop_assert_eq!(&stepped, &c);
+            let mut merged = a.clone();
+            ab.then(&bc).apply(&mut merged);
+            prop_assert_eq!(&merged, &c);
+            prop_assert_eq!(&a.pack().with(&ab.then(&bc)).unpack(), &c);
+            // No change, no runs.
+            prop_assert!(c.delta_from(&c).unwrap().runs.is_empty());
+        }
+
         /// Packing and restoring into a memory that went its own way gives back every byte,
         /// and outside the lines marked dirty every byte is zero.
         #[test]
