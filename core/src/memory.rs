@@ -509,7 +509,20 @@ pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
+/// Reads a varint at `at`, moving past it. Most are one byte (small gaps and counts): that
+/// case is kept short enough to inline into the decoders' loops.
+#[inline(always)]
 pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let byte = *bytes.get(*at)?;
+    if byte < 0x80 {
+        *at += 1;
+        return Some(u64::from(byte));
+    }
+    read_long_varint(bytes, at)
+}
+
+#[inline(never)]
+fn read_long_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *bytes.get(*at)?;
