@@ -832,7 +832,7 @@ impl PackedMemory {
     }
 
     fn write_runs(&self, memory: &mut Memory) {
-        write_runs(&self.runs, &self.highs, memory);
+        write_runs(&self.runs, &self.highs, memory, self.len);
     }
 }
 
@@ -931,7 +931,7 @@ impl MemoryDelta {
         memory.touched = None;
         let len = usize::try_from(self.len).unwrap_or(usize::MAX);
         memory.bytes.resize(len, 0);
-        write_runs(&self.runs, &self.highs, memory);
+        write_runs(&self.runs, &self.highs, memory, self.len);
     }
 
     /// The words this delta sets, in order, with their values (zero-padded past the end).
@@ -974,7 +974,8 @@ impl MemoryDelta {
             scratch
                 .bytes
                 .resize(end - word.saturating_mul(WORD).min(len), 0);
-            write_runs(&single, &self.highs, &mut scratch);
+            let run_len = scratch.len();
+            write_runs(&single, &self.highs, &mut scratch, run_len);
             for k in 0..count.min(scratch.bytes.len().div_ceil(WORD)) {
                 changes.push((word + k, word_at(&scratch.bytes, k)));
             }
@@ -1031,7 +1032,10 @@ impl MemoryDelta {
 impl PackedMemory {
     /// This memory with `delta` applied, packed again.
     pub fn with(&self, delta: &MemoryDelta) -> PackedMemory {
-        let mut memory = self.unpack();
+        // Mapped at the delta's length from the start: growing a big mapping would copy it,
+        // and fresh zero pages cost nothing until the runs write them.
+        let mut memory = Memory::new(self.base, delta.len.max(self.len));
+        write_runs(&self.runs, &self.highs, &mut memory, self.len);
         delta.apply(&mut memory);
         memory.pack()
     }
@@ -1039,8 +1043,11 @@ impl PackedMemory {
 
 /// Writes packed runs into `memory` (of the length they were packed from): each run's words
 /// are set, and the words between runs are left as they are.
-fn write_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory) {
-    let len = memory.bytes.len();
+fn write_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len: u64) {
+    // The runs were packed from `packed_len` bytes: that is where a last word is cut short.
+    let len = usize::try_from(packed_len)
+        .unwrap_or(usize::MAX)
+        .min(memory.bytes.len());
     memory.dirty.cover(len.div_ceil(LINE));
     let mut at = 0;
     let mut word = 0usize;

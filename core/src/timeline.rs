@@ -376,8 +376,10 @@ impl HeapPacker {
                 PackedHeap::Delta(delta)
             }
             None => {
-                self.shadow = memory.clone();
-                PackedHeap::Full(memory.pack())
+                let packed = memory.pack();
+                // Not a clone: a big mapping's zero pages would all be touched.
+                self.shadow = packed.unpack();
+                PackedHeap::Full(packed)
             }
         };
         let heap = match self.carry.take() {
