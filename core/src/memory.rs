@@ -1247,6 +1247,14 @@ mod tests {
         let mut restored = before.pack().unpack();
         delta.apply(&mut restored);
         assert_eq!(restored, after);
+        // A whole memory whose last word was cut short, then grown, with a delta merged in.
+        let mut short = Memory::new(0x100, 13);
+        short.write(0x108, &[1, 2, 3, 4, 5]).unwrap();
+        let mut grown = short.clone();
+        grown.grow_to(100);
+        grown.write(0x10c, &[9, 9, 9, 9, 9, 9]).unwrap();
+        let delta = grown.delta_from(&short).unwrap();
+        assert_eq!(short.pack().with(&delta).unpack(), grown);
         // Not an earlier state of the same memory: another base, or a longer one.
         assert!(after.delta_from(&Memory::new(0x1000, 16)).is_none());
         assert!(before.delta_from(&after).is_none());
