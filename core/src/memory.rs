@@ -560,8 +560,8 @@ fn repeated_byte(word: u64) -> Option<u8> {
 }
 
 /// Builds runs (of a [`PackedMemory`] or a [`MemoryDelta`]) from words given in increasing
-/// order; the words between two runs are skipped (zero in a packed memory, unchanged in a
-/// delta).
+/// order; a run goes on only through consecutive words, and the words between two runs are
+/// skipped (zero in a packed memory, unchanged in a delta).
 struct Packer {
     /// Length of the memory in bytes (its last word may be cut short).
     len: usize,
@@ -818,14 +818,15 @@ impl PackedMemory {
         // written here are not tracked.
         memory.journal = None;
         memory.touched = None;
-        if memory.base == self.base {
+        if memory.base == self.base && memory.bytes.capacity() >= len {
             memory.clear_dirty();
             memory.bytes.truncate(len);
             memory.bytes.resize(len, 0);
         } else {
+            // A fresh buffer: the system's zeroed pages cost nothing until written, where
+            // growing a smaller one would copy it and fill the rest.
             memory.base = self.base;
-            memory.bytes.clear();
-            memory.bytes.resize(len, 0);
+            memory.bytes = vec![0; len];
             memory.dirty.clear();
         }
         self.write_runs(memory);
@@ -903,8 +904,6 @@ impl Memory {
                 let (old, new) = (word_at(&earlier.bytes, w), word_at(&self.bytes, w));
                 if old != new {
                     packer.push_changed(w, new);
-                } else {
-                    packer.close();
                 }
             }
         }
@@ -937,50 +936,15 @@ impl MemoryDelta {
     /// The words this delta sets, in order, with their values (zero-padded past the end).
     fn changes(&self) -> Vec<(usize, u64)> {
         let len = usize::try_from(self.len).unwrap_or(usize::MAX);
-        let mut scratch = Memory::new(0, 0);
         let mut changes = Vec::new();
-        let mut at = 0;
-        let mut word = 0usize;
-        // Decode one run at a time into a scratch memory of its words.
-        while at < self.runs.len() {
-            let before = at;
-            let (Some(gap), Some(head)) = (
-                read_varint(&self.runs, &mut at),
-                read_varint(&self.runs, &mut at),
-            ) else {
-                break;
-            };
-            let count = usize::try_from(head >> KIND_BITS).unwrap_or(usize::MAX);
-            word = word.saturating_add(usize::try_from(gap).unwrap_or(usize::MAX));
-            let body = match head & ((1 << KIND_BITS) - 1) {
-                ZERO => 0,
-                FILL => 1,
-                NARROW => count.div_ceil(4) + count * 4,
-                _ => {
-                    (word.saturating_add(count).saturating_mul(WORD)).min(len)
-                        - word.saturating_mul(WORD).min(len)
-                }
-            };
-            let Some(run) = self.runs.get(before..at + body) else {
-                break;
-            };
-            // The run alone, as if its gap were zero, onto a memory of its words.
-            let mut single = Vec::with_capacity(run.len());
-            push_varint(&mut single, 0);
-            push_varint(&mut single, head);
-            single.extend_from_slice(&self.runs[at..at + body]);
-            let end = word.saturating_add(count).saturating_mul(WORD).min(len);
-            scratch.bytes.clear();
-            scratch
-                .bytes
-                .resize(end - word.saturating_mul(WORD).min(len), 0);
-            let run_len = scratch.len();
-            write_runs(&single, &self.highs, &mut scratch, run_len);
-            for k in 0..count.min(scratch.bytes.len().div_ceil(WORD)) {
-                changes.push((word + k, word_at(&scratch.bytes, k)));
-            }
-            at += body;
-            word = word.saturating_add(count);
+        let mut words = Vec::new();
+        for run in Runs::new(&self.runs, len) {
+            words.clear();
+            words.resize(run.end - run.start, 0);
+            run.write(&self.highs, &mut words);
+            let set = (0..run.count.min(words.len().div_ceil(WORD)))
+                .map(|k| (run.first_word + k, word_at(&words, k)));
+            changes.extend(set);
         }
         changes
     }
@@ -991,7 +955,6 @@ impl MemoryDelta {
         let (first, second) = (self.changes(), later.changes());
         let mut packer = Packer::new(len);
         let (mut i, mut j) = (0, 0);
-        let mut last = None;
         while i < first.len() || j < second.len() {
             // The later value wins where both set a word.
             let (w, value) = match (first.get(i), second.get(j)) {
@@ -1014,11 +977,7 @@ impl MemoryDelta {
                 }
                 (None, None) => break,
             };
-            if last.is_some_and(|l: usize| l + 1 != w) {
-                packer.close();
-            }
             packer.push_changed(w, value);
-            last = Some(w);
         }
         let (runs, highs) = packer.finish();
         MemoryDelta {
@@ -1041,61 +1000,106 @@ impl PackedMemory {
     }
 }
 
-/// Writes packed runs into `memory` (of the length they were packed from): each run's words
-/// are set, and the words between runs are left as they are.
-fn write_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len: u64) {
-    // The runs were packed from `packed_len` bytes: that is where a last word is cut short.
-    let len = usize::try_from(packed_len)
-        .unwrap_or(usize::MAX)
-        .min(memory.bytes.len());
-    memory.dirty.cover(len.div_ceil(LINE));
-    let mut at = 0;
-    let mut word = 0usize;
-    while at < runs.len() {
-        let (Some(gap), Some(head)) = (read_varint(runs, &mut at), read_varint(runs, &mut at))
-        else {
-            break;
-        };
-        let count = usize::try_from(head >> KIND_BITS).unwrap_or(usize::MAX);
-        word = word.saturating_add(usize::try_from(gap).unwrap_or(usize::MAX));
-        let start = word.saturating_mul(WORD).min(len);
-        let end = word.saturating_add(count).saturating_mul(WORD).min(len);
-        match head & ((1 << KIND_BITS) - 1) {
-            ZERO => memory.bytes[start..end].fill(0),
-            FILL => {
-                let Some(&byte) = runs.get(at) else {
-                    break;
-                };
-                at += 1;
-                memory.bytes[start..end].fill(byte);
-            }
+/// One run of packed words: the bytes it sets (cut at the length packed), its kind and body.
+struct Run<'a> {
+    first_word: usize,
+    count: usize,
+    start: usize,
+    end: usize,
+    kind: u64,
+    body: &'a [u8],
+}
+
+impl Run<'_> {
+    /// Sets `out` (the run's bytes, `start..end`) to the run's words.
+    #[inline(always)]
+    fn write(&self, highs: &[u32; HIGHS], out: &mut [u8]) {
+        match self.kind {
+            ZERO => out.fill(0),
+            FILL => out.fill(self.body.first().copied().unwrap_or(0)),
             NARROW => {
-                let tags_len = count.div_ceil(4);
-                let body = count.saturating_mul(4).saturating_add(tags_len);
-                let Some(run) = runs.get(at..at.saturating_add(body)) else {
-                    break;
-                };
-                at += body;
-                let (tags, lows) = run.split_at(tags_len);
-                let words = memory.bytes[start..end].chunks_exact_mut(WORD);
-                for (i, (out, low)) in words.zip(lows.chunks_exact(4)).enumerate() {
+                let (tags, lows) = self.body.split_at(self.count.div_ceil(4));
+                let words = out.chunks_exact_mut(WORD).zip(lows.chunks_exact(4));
+                for (i, (out, low)) in words.enumerate() {
                     let tag = (tags[i / 4] >> (2 * (i % 4))) & 3;
                     let high = u64::from(highs[usize::from(tag)]) << 32;
                     let low = u64::from(u32::from_le_bytes(low.try_into().unwrap_or([0; 4])));
                     out.copy_from_slice(&(high | low).to_le_bytes());
                 }
             }
-            _ => {
-                let n = end - start;
-                let Some(data) = runs.get(at..at + n) else {
-                    break;
-                };
-                memory.bytes[start..end].copy_from_slice(data);
-                at += n;
-            }
+            _ => out.copy_from_slice(self.body),
         }
-        memory.dirty.mark(&(start..end));
-        word = word.saturating_add(count);
+    }
+}
+
+/// The runs of a [`PackedMemory`] or [`MemoryDelta`] packed from `len` bytes, in order; a
+/// truncated one ends them.
+struct Runs<'a> {
+    runs: &'a [u8],
+    len: usize,
+    at: usize,
+    word: usize,
+}
+
+impl<'a> Runs<'a> {
+    fn new(runs: &'a [u8], len: usize) -> Self {
+        Self {
+            runs,
+            len,
+            at: 0,
+            word: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Runs<'a> {
+    type Item = Run<'a>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Run<'a>> {
+        let gap = read_varint(self.runs, &mut self.at)?;
+        let head = read_varint(self.runs, &mut self.at)?;
+        let count = usize::try_from(head >> KIND_BITS).unwrap_or(usize::MAX);
+        let first_word = self
+            .word
+            .saturating_add(usize::try_from(gap).unwrap_or(usize::MAX));
+        let start = first_word.saturating_mul(WORD).min(self.len);
+        let end = first_word
+            .saturating_add(count)
+            .saturating_mul(WORD)
+            .min(self.len);
+        let kind = head & ((1 << KIND_BITS) - 1);
+        let body_len = match kind {
+            ZERO => 0,
+            FILL => 1,
+            NARROW => count.saturating_mul(4).saturating_add(count.div_ceil(4)),
+            _ => end - start,
+        };
+        let body = self.runs.get(self.at..self.at.saturating_add(body_len))?;
+        self.at += body_len;
+        self.word = first_word.saturating_add(count);
+        Some(Run {
+            first_word,
+            count,
+            start,
+            end,
+            kind,
+            body,
+        })
+    }
+}
+
+/// Writes packed runs into `memory` (at least as long as the `packed_len` bytes they were
+/// packed from): each run's words are set, and the words between runs are left as they are.
+fn write_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len: u64) {
+    // The runs were packed from `packed_len` bytes: that is where a last word is cut short.
+    let len = usize::try_from(packed_len)
+        .unwrap_or(usize::MAX)
+        .min(memory.bytes.len());
+    memory.dirty.cover(len.div_ceil(LINE));
+    for run in Runs::new(runs, len) {
+        run.write(highs, &mut memory.bytes[run.start..run.end]);
+        memory.dirty.mark(&(run.start..run.end));
     }
 }
 
@@ -1333,8 +1337,8 @@ mod tests {
                 apply(&mut b, c);
             }
             // Read off the lines written, or compared wherever either memory was written.
-            let mut untracked = b.clone();
-            untracked.touched = None;
+            let untracked = b.clone();
+            prop_assert!(untracked.touched.is_none(), "a copy tracks nothing");
             prop_assert_eq!(b.delta_from(&a), untracked.delta_from(&a));
             let mut c = b.clone();
             for change in &third {

@@ -249,29 +249,6 @@ fn restore_into(checkpoints: &[Checkpoint], k: usize, state: &mut Replayer) {
     bulk.put(state);
 }
 
-/// The state of checkpoint `k` in buffers of its own, sized to what it holds (`None` when
-/// there is no such checkpoint).
-fn restore(checkpoints: &[Checkpoint], k: usize) -> Option<Replayer> {
-    let target = checkpoints.get(k)?;
-    let full = last_full(checkpoints, k);
-    let PackedHeap::Full(packed) = &checkpoints.get(full)?.bulk.memory else {
-        return None;
-    };
-    // `unpack` asks the system for zeroed pages, which cost nothing until written.
-    let mut memory = packed.unpack();
-    for checkpoint in &checkpoints[full + 1..=k] {
-        if let PackedHeap::Delta(delta) = &checkpoint.bulk.memory {
-            delta.apply(&mut memory);
-        }
-    }
-    let mut state = target.replay.clone();
-    let mut bulk = Bulk::take(&mut state);
-    bulk.memory = HeapBytes(memory);
-    target.bulk.unpack_tables_into(&mut bulk);
-    bulk.put(&mut state);
-    Some(state)
-}
-
 /// The last checkpoint at or before `k` that holds its heap whole (the first always does).
 fn last_full(checkpoints: &[Checkpoint], k: usize) -> usize {
     checkpoints
@@ -695,14 +672,10 @@ impl Timeline {
                 }
             }
         }
-        // Stand at the start, like a fresh replay (in buffers sized for it, not for the end).
-        let state = match restore(&checkpoints, 0) {
-            Some(fresh) => fresh,
-            None => {
-                restore_into(&checkpoints, 0, &mut state);
-                state
-            }
-        };
+        // Stand at the start, like a fresh replay, in buffers sized for it (not the end's).
+        drop(state);
+        let mut state = checkpoints[0].replay.clone();
+        restore_into(&checkpoints, 0, &mut state);
         Ok(Self {
             kind,
             config,
@@ -1117,7 +1090,8 @@ mod tests {
                 for op in &ops[..checkpoint.step] {
                     fresh.apply(op, &mut Trail::off());
                 }
-                let restored = restore(&timeline.checkpoints, k).unwrap();
+                let mut restored = checkpoint.replay.clone();
+                restore_into(&timeline.checkpoints, k, &mut restored);
                 assert_eq!(
                     restored.heap().memory(),
                     fresh.heap().memory(),
