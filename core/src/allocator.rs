@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use crate::access::{Access, Violation};
+use crate::layered_map::LayeredMap;
 use crate::layout::{Detail, Finding, HeapLayout, Ledger, Stats};
 use crate::memory::Memory;
 use crate::trace::Op;
@@ -297,7 +297,7 @@ pub trait Allocator: fmt::Debug + Send + Sync {
 
     /// Addresses the model remembers as freed (dlmalloc tells a double free from a wild
     /// pointer by them), for a timeline checkpoint to store compactly instead of copying.
-    fn freed_set_mut(&mut self) -> Option<&mut FxHashSet<Addr>> {
+    fn freed_set_mut(&mut self) -> Option<&mut LayeredMap<()>> {
         None
     }
 }

@@ -2,9 +2,9 @@
 
 use std::ops::Range;
 
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+use crate::layered_map::LayeredMap;
 use crate::{Addr, AllocatorKind};
 
 /// What a stretch of the address space is used for.
@@ -206,7 +206,7 @@ pub struct Stats {
 /// learner can see rounding and slack.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    live: FxHashMap<Addr, LiveEntry>,
+    live: LayeredMap<LiveEntry>,
     /// Earlier blocks at an address that was handed out again while they were live (only
     /// zero-size blocks can share an address); the newest block at an address is in `live`.
     shadowed: Vec<(Addr, LiveEntry)>,
@@ -223,19 +223,18 @@ pub struct LiveEntry {
 }
 
 impl Ledger {
-    /// Approximate host bytes the ledger occupies (a hash table holds a control byte per slot).
+    /// Approximate host bytes this copy of the ledger costs (see [`LayeredMap::heap_bytes`]).
     pub fn heap_bytes(&self) -> usize {
-        self.live.capacity() * (size_of::<(Addr, LiveEntry)>() + 1)
-            + self.shadowed.capacity() * size_of::<(Addr, LiveEntry)>()
+        self.live.heap_bytes() + self.shadowed.capacity() * size_of::<(Addr, LiveEntry)>()
     }
 
     /// The table of live blocks, taken out (left empty) for a checkpoint to store compactly.
-    pub(crate) fn take_live(&mut self) -> FxHashMap<Addr, LiveEntry> {
+    pub(crate) fn take_live(&mut self) -> LayeredMap<LiveEntry> {
         std::mem::take(&mut self.live)
     }
 
     /// Puts back a table [`Self::take_live`] took.
-    pub(crate) fn put_live(&mut self, live: FxHashMap<Addr, LiveEntry>) {
+    pub(crate) fn put_live(&mut self, live: LayeredMap<LiveEntry>) {
         self.live = live;
     }
 
@@ -254,7 +253,7 @@ impl Ledger {
 
     /// Records the block at `ptr` as freed; returns what it was, if it was live.
     pub fn on_free(&mut self, ptr: Addr) -> Option<LiveEntry> {
-        let entry = self.live.remove(&ptr)?;
+        let entry = self.live.remove(ptr)?;
         if let Some(i) = self.shadowed.iter().rposition(|&(a, _)| a == ptr) {
             let (_, older) = self.shadowed.swap_remove(i);
             self.live.insert(ptr, older);
@@ -274,20 +273,17 @@ impl Ledger {
 
     /// What is known of the live block at `ptr`.
     pub fn get(&self, ptr: Addr) -> Option<LiveEntry> {
-        self.live.get(&ptr).copied()
+        self.live.get(ptr)
     }
 
     /// Requested size of the live block at `ptr`.
     pub fn requested(&self, ptr: Addr) -> Option<u64> {
-        self.live.get(&ptr).map(|e| e.requested)
+        self.live.get(ptr).map(|e| e.requested)
     }
 
     /// The live blocks, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (Addr, LiveEntry)> + '_ {
-        self.live
-            .iter()
-            .map(|(&a, &e)| (a, e))
-            .chain(self.shadowed.iter().copied())
+        self.live.iter().chain(self.shadowed.iter().copied())
     }
 
     /// The counters.

@@ -11,6 +11,7 @@ pub mod allocators;
 pub mod emulate;
 pub mod import;
 pub mod kind;
+pub mod layered_map;
 pub mod layout;
 pub mod memory;
 pub mod metrics;

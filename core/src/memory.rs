@@ -95,13 +95,40 @@ impl DirtyLines {
         }
     }
 
-    #[cfg(test)]
+    #[inline]
     fn is_marked(&self, line: usize) -> bool {
         self.all
             || self
                 .bits
                 .get(line / 64)
                 .is_some_and(|w| w & (1 << (line % 64)) != 0)
+    }
+
+    /// Unmarks the lines `lines` (known to be zero again).
+    fn unmark(&mut self, lines: std::ops::Range<usize>) {
+        if self.all || lines.is_empty() {
+            return;
+        }
+        let (first, last) = (lines.start, lines.end - 1);
+        let (first_word, last_word) = (first / 64, (last / 64).min(self.bits.len()));
+        let from_first = u64::MAX << (first % 64);
+        let to_last = u64::MAX >> (63 - last % 64);
+        for (i, word) in self
+            .bits
+            .iter_mut()
+            .enumerate()
+            .take(last_word + 1)
+            .skip(first_word)
+        {
+            let mut mask = u64::MAX;
+            if i == first_word {
+                mask &= from_first;
+            }
+            if i == last / 64 {
+                mask &= to_last;
+            }
+            *word &= !mask;
+        }
     }
 
     /// The first line at or after `line` that may be dirty, below `lines`.
@@ -518,6 +545,13 @@ pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
         *at += 1;
         return Some(u64::from(byte));
     }
+    // Two bytes: most gaps and sizes in a packed table.
+    if let Some(&next) = bytes.get(*at + 1)
+        && next < 0x80
+    {
+        *at += 2;
+        return Some(u64::from(byte & 0x7f) | u64::from(next) << 7);
+    }
     read_long_varint(bytes, at)
 }
 
@@ -813,23 +847,35 @@ impl PackedMemory {
     /// only the lines written since it was last all zero (a restore costs what the two states
     /// hold, not the mapping's length).
     pub fn unpack_into(&self, memory: &mut Memory) {
-        let len = usize::try_from(self.len).unwrap_or(usize::MAX);
+        self.unpack_sized_into(memory, self.len);
+    }
+
+    /// Length of the memory this was packed from.
+    pub fn memory_len(&self) -> u64 {
+        self.len
+    }
+
+    /// [`Self::unpack_into`], with the memory `len` bytes long (at least the packed length:
+    /// the bytes past it are zero), so that deltas applied next need not grow it: growing a
+    /// buffer fills its new bytes, where the bytes it had there are mostly zero already.
+    pub fn unpack_sized_into(&self, memory: &mut Memory, len: u64) {
+        let len = usize::try_from(len.max(self.len)).unwrap_or(usize::MAX);
         // A journal of the old contents would undo into the wrong bytes, and the lines
         // written here are not tracked.
         memory.journal = None;
         memory.touched = None;
         if memory.base == self.base && memory.bytes.capacity() >= len {
-            memory.clear_dirty();
             memory.bytes.truncate(len);
             memory.bytes.resize(len, 0);
+            overwrite_runs(&self.runs, &self.highs, memory, self.len);
         } else {
             // A fresh buffer: the system's zeroed pages cost nothing until written, where
             // growing a smaller one would copy it and fill the rest.
             memory.base = self.base;
             memory.bytes = vec![0; len];
             memory.dirty.clear();
+            self.write_runs(memory);
         }
-        self.write_runs(memory);
     }
 
     fn write_runs(&self, memory: &mut Memory) {
@@ -922,15 +968,24 @@ impl MemoryDelta {
         self.runs.capacity() + size_of::<Self>()
     }
 
-    /// Turns `memory`, the state this delta was taken from, into the later one.
+    /// Turns `memory`, the state this delta was taken from (or that state at a greater
+    /// length, zero past its own), into the later one.
     pub fn apply(&self, memory: &mut Memory) {
         // A journal of the old contents would undo into the wrong bytes, and the lines
         // written here are not tracked.
         memory.journal = None;
         memory.touched = None;
+        // Memories only grow: a memory restored at a later length keeps it.
         let len = usize::try_from(self.len).unwrap_or(usize::MAX);
-        memory.bytes.resize(len, 0);
+        if len > memory.bytes.len() {
+            memory.bytes.resize(len, 0);
+        }
         write_runs(&self.runs, &self.highs, memory, self.len);
+    }
+
+    /// Length of the memory this delta leads to.
+    pub fn memory_len(&self) -> u64 {
+        self.len
     }
 
     /// The words this delta sets, in order, with their values (zero-padded past the end).
@@ -1100,6 +1155,60 @@ fn write_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len
     for run in Runs::new(runs, len) {
         run.write(highs, &mut memory.bytes[run.start..run.end]);
         memory.dirty.mark(&(run.start..run.end));
+    }
+}
+
+/// Makes `memory`'s bytes the runs' words, and zero between them, in one pass: the lines
+/// that may hold old bytes are zeroed around the words written into them, not filled first
+/// and written again (a heap's headers dirty most of its lines, and a restore that touches
+/// each line once takes half the cache misses of one that clears them all first).
+fn overwrite_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len: u64) {
+    if memory.dirty.all {
+        memory.clear_dirty();
+        write_runs(runs, highs, memory, packed_len);
+        return;
+    }
+    let len = memory.bytes.len();
+    let run_len = usize::try_from(packed_len).unwrap_or(usize::MAX).min(len);
+    memory.dirty.cover(len.div_ceil(LINE));
+    let mut cursor = 0;
+    for run in Runs::new(runs, run_len) {
+        memory.zero_gap(cursor, run.start);
+        run.write(highs, &mut memory.bytes[run.start..run.end]);
+        memory.dirty.mark(&(run.start..run.end));
+        cursor = run.end;
+    }
+    memory.zero_gap(cursor, len);
+}
+
+impl Memory {
+    /// Zeroes the bytes `from..to` (between two runs being written in order) that may not be
+    /// zero: those in marked lines. Whole lines zeroed are unmarked.
+    fn zero_gap(&mut self, mut from: usize, to: usize) {
+        if from >= to {
+            return;
+        }
+        // A gap starting inside a line: the run before it wrote the line, or it was dirty.
+        if !from.is_multiple_of(LINE) {
+            let end = to.min(from.next_multiple_of(LINE));
+            if self.dirty.is_marked(from / LINE) {
+                self.bytes[from..end].fill(0);
+            }
+            from = end;
+        }
+        let (first, last) = (from / LINE, to / LINE);
+        let mut line = first;
+        while let Some(dirty) = self.dirty.next_marked(line, last) {
+            let clean = self.dirty.next_clear(dirty, last);
+            self.bytes[dirty * LINE..clean * LINE].fill(0);
+            self.dirty.unmark(dirty..clean);
+            line = clean;
+        }
+        // A gap ending inside a line: the run after it writes the rest of the line.
+        let tail = last * LINE;
+        if from <= tail && tail < to && self.dirty.is_marked(last) {
+            self.bytes[tail..to].fill(0);
+        }
     }
 }
 

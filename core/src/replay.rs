@@ -1,9 +1,8 @@
 //! Replaying a trace against one allocator.
 
-use rustc_hash::FxHashMap;
-
 use crate::access::{Access, Violation};
 use crate::allocator::{AllocError, Allocator, Trail};
+use crate::layered_map::LayeredMap;
 use crate::trace::{Id, Op};
 use crate::{Addr, say};
 
@@ -43,13 +42,19 @@ pub struct Held {
     pub size: u64,
 }
 
+/// What the program's id names: a block it holds, or one it freed (reads and writes through
+/// a freed id are uses after free, and freeing it again is a double free).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdEntry {
+    pub block: Held,
+    pub held: bool,
+}
+
 /// One allocator replaying a trace, with the program's id -> pointer map.
 #[derive(Debug, Clone)]
 pub struct Replayer {
     heap: Box<dyn Allocator>,
-    held: FxHashMap<Id, Held>,
-    /// Where freed ids pointed: reads and writes through them are uses after free.
-    freed: FxHashMap<Id, Held>,
+    ids: LayeredMap<IdEntry>,
 }
 
 impl Replayer {
@@ -57,8 +62,7 @@ impl Replayer {
     pub fn new(heap: Box<dyn Allocator>) -> Self {
         Self {
             heap,
-            held: FxHashMap::default(),
-            freed: FxHashMap::default(),
+            ids: LayeredMap::default(),
         }
     }
 
@@ -76,28 +80,24 @@ impl Replayer {
     /// Drops what is remembered of a freed `id`: for a timeline that knows the trace never
     /// names it again, so it need not carry the entry through every checkpoint.
     pub(crate) fn forget_freed(&mut self, id: Id) {
-        self.freed.remove(&id);
+        if self.dangling(id).is_some() {
+            self.ids.remove(id);
+        }
     }
 
-    /// The program's id tables (held, then freed), taken out (left empty) for a checkpoint to
-    /// store compactly.
-    pub(crate) fn take_ids(&mut self) -> [FxHashMap<Id, Held>; 2] {
-        [
-            std::mem::take(&mut self.held),
-            std::mem::take(&mut self.freed),
-        ]
+    /// The program's id table, taken out (left empty) for a checkpoint to store compactly.
+    pub(crate) fn take_ids(&mut self) -> LayeredMap<IdEntry> {
+        std::mem::take(&mut self.ids)
     }
 
-    /// Puts back the tables [`Self::take_ids`] took.
-    pub(crate) fn put_ids(&mut self, [held, freed]: [FxHashMap<Id, Held>; 2]) {
-        self.held = held;
-        self.freed = freed;
+    /// Puts back the table [`Self::take_ids`] took.
+    pub(crate) fn put_ids(&mut self, ids: LayeredMap<IdEntry>) {
+        self.ids = ids;
     }
 
     /// Approximate host bytes of the replay outside the allocator's memory.
     pub fn side_bytes(&self) -> usize {
-        let entry = size_of::<(Id, Held)>() + 1;
-        self.heap.side_bytes() + (self.held.capacity() + self.freed.capacity()) * entry
+        self.heap.side_bytes() + self.ids.heap_bytes()
     }
 
     /// The allocator, handed over (the replay ends).
@@ -107,7 +107,7 @@ impl Replayer {
 
     /// The block the program holds under `id`, if any.
     pub fn held(&self, id: Id) -> Option<Held> {
-        self.held.get(&id).copied()
+        self.ids.get(id).filter(|e| e.held).map(|e| e.block)
     }
 
     /// Applies one operation, explaining into `trail` (which may be off).
@@ -120,10 +120,7 @@ impl Replayer {
         let addr = match &result {
             StepResult::Placed(ptr) => Some(*ptr),
             _ if op.addr().is_some() => op.addr(),
-            _ => op
-                .id()
-                .and_then(|id| self.held(id).or_else(|| self.dangling(id)))
-                .map(|h| h.ptr),
+            _ => op.id().and_then(|id| self.ids.get(id)).map(|e| e.block.ptr),
         };
         Step {
             result,
@@ -151,14 +148,14 @@ impl Replayer {
                 let size = op.request_size().unwrap_or(0);
                 self.place(*id, size, trail, |h, t| h.allocate_object(op, t))
             }
-            Op::Realloc { id, size } => match self.held.get(id).copied() {
+            Op::Realloc { id, size } => match self.held(*id) {
                 None => {
                     say!(trail, "#{id} is not held: realloc(NULL, {size}) allocates");
                     self.place(*id, *size, trail, |h, t| h.allocate(*size, 0, t))
                 }
                 Some(old) => match self.heap.realloc(old.ptr, *size, trail) {
                     Ok(ptr) => {
-                        self.held.insert(*id, Held { ptr, size: *size });
+                        self.hold(*id, Held { ptr, size: *size });
                         StepResult::Placed(ptr)
                     }
                     Err(e) => StepResult::Failed(e),
@@ -167,10 +164,9 @@ impl Replayer {
             Op::Free { id } => {
                 // A freed id still names its old pointer: freeing it again is a real double free,
                 // passed to the allocator so it can do what the original does with one.
-                let (old, again) = match (self.held.get(id), self.freed.get(id)) {
-                    (Some(held), _) => (*held, false),
-                    (None, Some(freed)) => (*freed, true),
-                    (None, None) => {
+                let (old, again) = match self.ids.get(*id) {
+                    Some(entry) => (entry.block, !entry.held),
+                    None => {
                         return StepResult::Skipped(format!(
                             "free(#{id}): the program never held a block #{id}"
                         ));
@@ -184,8 +180,11 @@ impl Replayer {
                 }
                 match self.heap.free(old.ptr, trail) {
                     Ok(()) => {
-                        self.held.remove(id);
-                        self.freed.insert(*id, old);
+                        let freed = IdEntry {
+                            block: old,
+                            held: false,
+                        };
+                        self.ids.insert(*id, freed);
                         StepResult::Done
                     }
                     Err(e) => StepResult::Failed(e),
@@ -238,13 +237,12 @@ impl Replayer {
         trail: &mut Trail,
         call: impl FnOnce(&mut dyn Allocator, &mut Trail) -> Result<Addr, AllocError>,
     ) -> StepResult {
-        if self.held.contains_key(&id) {
+        if self.held(id).is_some() {
             say!(trail, "#{id} is already held: the old block leaks");
         }
         match call(&mut *self.heap, trail) {
             Ok(ptr) => {
-                self.freed.remove(&id);
-                self.held.insert(id, Held { ptr, size });
+                self.hold(id, Held { ptr, size });
                 StepResult::Placed(ptr)
             }
             Err(e) => StepResult::Failed(e),
@@ -263,7 +261,7 @@ impl Replayer {
         violations: &mut Vec<Violation>,
     ) -> StepResult {
         // A dangling id still names the address it had: that is how a use after free happens.
-        let Some(block) = self.held.get(&id).copied().or_else(|| self.dangling(id)) else {
+        let Some(block) = self.ids.get(id).map(|e| e.block) else {
             return StepResult::Skipped(format!(
                 "{access} of #{id}: the program never held block #{id}"
             ));
@@ -297,8 +295,15 @@ impl Replayer {
         StepResult::Done
     }
 
+    /// Where the freed `id` pointed.
     fn dangling(&self, id: Id) -> Option<Held> {
-        self.freed.get(&id).copied()
+        self.ids.get(id).filter(|e| !e.held).map(|e| e.block)
+    }
+
+    /// Records that the program holds `block` under `id` (any freed block it named is
+    /// forgotten: the id names the new one now).
+    fn hold(&mut self, id: Id, block: Held) {
+        self.ids.insert(id, IdEntry { block, held: true });
     }
 }
 

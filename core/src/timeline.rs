@@ -3,8 +3,9 @@
 //! Recording replays the trace and keeps, per operation, its outcome and three counters
 //! (requested live bytes, bytes held, footprint), the steps that went wrong in full, and
 //! checkpoints: copies of the replay state with its bulk packed (the ledger, dlmalloc's freed
-//! addresses and the program's id tables to sorted delta-encoded entries, see `packed_table`;
-//! the heap's bytes either whole, to their non-zero words, see [`PackedMemory`], or as the
+//! addresses and the program's id table to sorted delta-encoded entries, see `packed_table`,
+//! whole or as the entries written since the last checkpoint that holds them whole; the
+//! heap's bytes either whole, to their non-zero words, see [`PackedMemory`], or as the
 //! words changed since the checkpoint before, see [`MemoryDelta`]). A few thousand operations
 //! change a small part of a heap's words (5 % of segregated-fit's in 8,192 operations on a
 //! steady heap, measured), so a checkpoint holds its heap as a delta until the deltas since the
@@ -13,8 +14,9 @@
 //! [`Timeline::seek`] restores the nearest checkpoint at or before the target (or continues from
 //! the current position when that is nearer) and replays forward, so every position is exactly
 //! the state a fresh replay reaches; the last operation is replayed with the decision log on.
-//! A restore clears only the memory lines written since the last one and refills the tables
-//! already allocated, so it costs what the state holds, not the heap's mapped length.
+//! A restore writes the heap in one pass, zeroing only lines written since the last restore,
+//! and writes each table in key order as the sorted base of a [`LayeredMap`] (no hashing), so
+//! it costs what the state holds, not the heap's mapped length.
 //!
 //! Why checkpoints and not undo records: the models keep side state in host structures (ledger,
 //! block lists, free sets) that undo records would have to journal model by model, and a seek
@@ -22,7 +24,8 @@
 //! as much state as a restore rebuilds. Checkpoints need nothing from a model but `Clone` and
 //! the two hooks that hand over its bulk. They are evenly spaced within a byte budget per
 //! operation: whenever they exceed it, every other one is dropped (its heap delta merged into
-//! the next one's) and the spacing doubles, so it adapts to the heap's size.
+//! the next one's, its whole tables into the next one's table delta) and the spacing doubles,
+//! so it adapts to the heap's size.
 //!
 //! Stepping back is the common case of seeking (a learner steps back one operation, then
 //! another), and restoring a checkpoint for it would replay thousands of operations each time.
@@ -34,17 +37,18 @@
 //! bench -p heapscope-tests --bench timeline`) measures what this costs and how fast seeks are.
 use std::time::{Duration, Instant};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use crate::Addr;
 use crate::access::Violation;
 use crate::allocator::Trail;
 use crate::kind::{AllocatorKind, ConfigError, HeapConfig};
+use crate::layered_map::LayeredMap;
 use crate::layout::{Ledger, LiveEntry};
 use crate::memory::{Memory, MemoryDelta, PackedMemory};
-use crate::packed_table::PackedTable;
-use crate::replay::{Held, Replayer, Step, StepResult};
-use crate::trace::{Id, Op};
+use crate::packed_table::{PackedTable, Pair, TableDelta};
+use crate::replay::{IdEntry, Replayer, Step, StepResult};
+use crate::trace::Op;
 
 /// Problems kept in full; past this, only their outcomes are (a trace that fails this often
 /// fails the same way again and again, and the full records would outweigh the trace).
@@ -209,12 +213,14 @@ struct Checkpoint {
 }
 
 impl Checkpoint {
-    fn take(state: &mut Replayer, step: usize, heaps: &mut HeapPacker) -> Self {
+    fn take(state: &mut Replayer, step: usize, packer: &mut Packer) -> Self {
         // Clone everything but the bulk, which is packed instead of copied.
         let mut bulk = Bulk::take(state);
         let replay = state.clone();
-        let heap = heaps.pack(&mut bulk.memory.0);
-        let packed = PackedBulk::pack(&bulk, heap);
+        let packed = PackedBulk {
+            memory: packer.heaps.pack(&mut bulk.memory.0),
+            tables: packer.tables.pack(&mut bulk),
+        };
         bulk.put(state);
         Self {
             step,
@@ -238,13 +244,33 @@ fn restore_into(checkpoints: &[Checkpoint], k: usize, state: &mut Replayer) {
         return;
     };
     let mut bulk = Bulk::take(state);
+    let len = match &target.bulk.memory {
+        PackedHeap::Full(packed) => packed.memory_len(),
+        PackedHeap::Delta(delta) => delta.memory_len(),
+    };
     for checkpoint in &checkpoints[last_full(checkpoints, k)..=k] {
         match &checkpoint.bulk.memory {
-            PackedHeap::Full(packed) => packed.unpack_into(&mut bulk.memory.0),
+            PackedHeap::Full(packed) => packed.unpack_sized_into(&mut bulk.memory.0, len),
             PackedHeap::Delta(delta) => delta.apply(&mut bulk.memory.0),
         }
     }
-    target.bulk.unpack_tables_into(&mut bulk);
+    match &target.bulk.tables {
+        PackedTables::Full(full) => full.unpack_into(&mut bulk),
+        PackedTables::Delta(delta) => {
+            let full = checkpoints
+                .get(..=k)
+                .unwrap_or(checkpoints)
+                .iter()
+                .rev()
+                .find_map(|c| match &c.bulk.tables {
+                    PackedTables::Full(full) => Some(full),
+                    PackedTables::Delta(_) => None,
+                });
+            if let Some(full) = full {
+                full.unpack_with_into(delta, &mut bulk);
+            }
+        }
+    }
     *state = target.replay.clone();
     bulk.put(state);
 }
@@ -264,30 +290,40 @@ fn last_full(checkpoints: &[Checkpoint], k: usize) -> usize {
 /// state and put back.
 struct Bulk {
     memory: HeapBytes,
-    ledger: Option<FxHashMap<Addr, LiveEntry>>,
-    freed: Option<FxHashSet<Addr>>,
-    ids: [FxHashMap<Id, Held>; 2],
+    tables: Tables<LayeredMap<LiveEntry>, LayeredMap<()>, LayeredMap<IdEntry>>,
+}
+
+/// The tables a replay keeps, in some form: its model's ledger and freed set, when it has
+/// them, and the program's ids.
+#[derive(Debug, Clone)]
+struct Tables<L, F, I> {
+    ledger: Option<L>,
+    freed: Option<F>,
+    ids: I,
 }
 
 impl Bulk {
     fn take(state: &mut Replayer) -> Self {
         Self {
             memory: HeapBytes::take(state),
-            ledger: state.heap_mut().ledger_mut().map(Ledger::take_live),
-            freed: state.heap_mut().freed_set_mut().map(std::mem::take),
-            ids: state.take_ids(),
+            tables: Tables {
+                ledger: state.heap_mut().ledger_mut().map(Ledger::take_live),
+                freed: state.heap_mut().freed_set_mut().map(std::mem::take),
+                ids: state.take_ids(),
+            },
         }
     }
 
     fn put(self, state: &mut Replayer) {
         self.memory.put(state);
-        if let (Some(ledger), Some(live)) = (state.heap_mut().ledger_mut(), self.ledger) {
-            ledger.put_live(live);
+        let Tables { ledger, freed, ids } = self.tables;
+        if let (Some(slot), Some(live)) = (state.heap_mut().ledger_mut(), ledger) {
+            slot.put_live(live);
         }
-        if let (Some(slot), Some(freed)) = (state.heap_mut().freed_set_mut(), self.freed) {
+        if let (Some(slot), Some(freed)) = (state.heap_mut().freed_set_mut(), freed) {
             *slot = freed;
         }
-        state.put_ids(self.ids);
+        state.put_ids(ids);
     }
 }
 
@@ -427,48 +463,228 @@ impl HeapPacker {
 #[derive(Debug, Clone)]
 struct PackedBulk {
     memory: PackedHeap,
-    ledger: Option<PackedTable>,
-    freed: Option<PackedTable>,
-    ids: [PackedTable; 2],
+    tables: PackedTables,
 }
 
 impl PackedBulk {
-    fn pack(bulk: &Bulk, memory: PackedHeap) -> Self {
-        Self {
-            memory,
-            ledger: bulk.ledger.as_ref().map(PackedTable::pack),
-            freed: bulk.freed.as_ref().map(PackedTable::pack_set),
-            ids: [
-                PackedTable::pack(&bulk.ids[0]),
-                PackedTable::pack(&bulk.ids[1]),
-            ],
-        }
-    }
-
     fn packed_bytes(&self) -> usize {
-        self.memory.packed_bytes()
-            + self.ledger.as_ref().map_or(0, PackedTable::packed_bytes)
-            + self.freed.as_ref().map_or(0, PackedTable::packed_bytes)
-            + self
-                .ids
-                .iter()
-                .map(PackedTable::packed_bytes)
-                .sum::<usize>()
+        self.memory.packed_bytes() + self.tables.packed_bytes()
+    }
+}
+
+/// A checkpoint's tables: whole, or what changed in them since the last checkpoint that holds
+/// them whole (each delta is taken from that one, not from the checkpoint before: a restore
+/// merges one delta into one whole table, in one pass).
+#[derive(Debug, Clone)]
+enum PackedTables {
+    Full(Tables<PackedTable, PackedTable, PackedTable>),
+    Delta(Tables<TableDelta, TableDelta, TableDelta>),
+}
+
+impl PackedTables {
+    fn packed_bytes(&self) -> usize {
+        match self {
+            PackedTables::Full(full) => full.packed_bytes(PackedTable::packed_bytes),
+            PackedTables::Delta(delta) => delta.packed_bytes(TableDelta::packed_bytes),
+        }
+    }
+}
+
+impl<T> Tables<T, T, T> {
+    fn packed_bytes(&self, bytes: impl Fn(&T) -> usize) -> usize {
+        self.ledger.as_ref().map_or(0, &bytes)
+            + self.freed.as_ref().map_or(0, &bytes)
+            + bytes(&self.ids)
+    }
+}
+
+impl Tables<PackedTable, PackedTable, PackedTable> {
+    fn pack(tables: &Tables<LayeredMap<LiveEntry>, LayeredMap<()>, LayeredMap<IdEntry>>) -> Self {
+        Self {
+            ledger: tables.ledger.as_ref().map(PackedTable::pack),
+            freed: tables.freed.as_ref().map(PackedTable::pack),
+            ids: PackedTable::pack(&tables.ids),
+        }
     }
 
-    /// Unpacks the tables into `bulk`, reusing them.
-    fn unpack_tables_into(&self, bulk: &mut Bulk) {
-        match (&mut bulk.ledger, &self.ledger) {
-            (Some(table), Some(packed)) => packed.unpack_into(table),
-            (slot, packed) => *slot = packed.as_ref().map(PackedTable::unpack),
+    /// Makes `bulk`'s tables these, reusing them.
+    fn unpack_into(&self, bulk: &mut Bulk) {
+        let tables = &mut bulk.tables;
+        unpack_table(&self.ledger, &mut tables.ledger, PackedTable::unpack_into);
+        unpack_table(&self.freed, &mut tables.freed, PackedTable::unpack_into);
+        self.ids.unpack_into(&mut tables.ids);
+    }
+
+    /// Makes `bulk`'s tables these with `delta` applied, reusing them.
+    fn unpack_with_into(
+        &self,
+        delta: &Tables<TableDelta, TableDelta, TableDelta>,
+        bulk: &mut Bulk,
+    ) {
+        fn with<V: Pair>(
+            full: &Option<PackedTable>,
+            delta: &Option<TableDelta>,
+            slot: &mut Option<LayeredMap<V>>,
+        ) {
+            unpack_table(full, slot, |full, table| match delta {
+                Some(delta) => full.unpack_with_into(delta, table),
+                None => full.unpack_into(table),
+            });
         }
-        match (&mut bulk.freed, &self.freed) {
-            (Some(set), Some(packed)) => packed.unpack_set_into(set),
-            (slot, packed) => *slot = packed.as_ref().map(PackedTable::unpack_set),
+        let tables = &mut bulk.tables;
+        with(&self.ledger, &delta.ledger, &mut tables.ledger);
+        with(&self.freed, &delta.freed, &mut tables.freed);
+        self.ids.unpack_with_into(&delta.ids, &mut tables.ids);
+    }
+
+    /// These tables with `delta` applied, packed.
+    fn with(&self, delta: &Tables<TableDelta, TableDelta, TableDelta>) -> Self {
+        fn apply<V: Pair>(
+            full: &Option<PackedTable>,
+            delta: &Option<TableDelta>,
+        ) -> Option<PackedTable> {
+            match (full, delta) {
+                (Some(full), Some(delta)) => Some(full.with::<V>(delta)),
+                (full, _) => full.clone(),
+            }
         }
-        for (table, packed) in bulk.ids.iter_mut().zip(&self.ids) {
-            packed.unpack_into(table);
+        Self {
+            ledger: apply::<LiveEntry>(&self.ledger, &delta.ledger),
+            freed: apply::<()>(&self.freed, &delta.freed),
+            ids: self.ids.with::<IdEntry>(&delta.ids),
         }
+    }
+}
+
+/// Unpacks an optional table into its slot, reusing the table there.
+fn unpack_table<V: Pair>(
+    packed: &Option<PackedTable>,
+    slot: &mut Option<LayeredMap<V>>,
+    unpack: impl FnOnce(&PackedTable, &mut LayeredMap<V>),
+) {
+    match (packed, slot.as_mut()) {
+        (Some(packed), Some(table)) => unpack(packed, table),
+        (Some(packed), None) => {
+            let mut table = LayeredMap::default();
+            unpack(packed, &mut table);
+            *slot = Some(table);
+        }
+        (None, _) => *slot = None,
+    }
+}
+
+/// Packs each checkpoint's tables: whole, or as what changed since the last whole ones while
+/// that costs at most half as much (then a restore merges at most half a table's worth of
+/// changes into a whole one).
+struct TablePacker {
+    /// Packed bytes of the last whole tables kept.
+    full_bytes: usize,
+    /// The tables' tracked changes no longer start from tables a checkpoint keeps whole.
+    must_be_full: bool,
+}
+
+impl TablePacker {
+    fn new() -> Self {
+        Self {
+            full_bytes: 0,
+            must_be_full: true,
+        }
+    }
+
+    fn pack(&mut self, bulk: &mut Bulk) -> PackedTables {
+        if !self.must_be_full
+            && let Some(delta) = bulk.tables.deltas()
+            && delta.packed_bytes(TableDelta::packed_bytes) * 2 <= self.full_bytes
+        {
+            return PackedTables::Delta(delta);
+        }
+        let full = Tables::pack(&bulk.tables);
+        self.full_bytes = full.packed_bytes(PackedTable::packed_bytes);
+        self.must_be_full = false;
+        bulk.tables.track_changes();
+        PackedTables::Full(full)
+    }
+
+    /// Before the checkpoints not at multiples of `spacing` are dropped: a kept checkpoint
+    /// whose delta starts from dropped whole tables is given whole tables instead (the
+    /// deltas after it still hold: they list every key changed since the dropped tables).
+    fn thin(&mut self, checkpoints: &mut [Checkpoint], spacing: usize) {
+        let mut dropped_full = None;
+        let mut last_full_bytes = self.full_bytes;
+        for checkpoint in checkpoints.iter_mut() {
+            let kept = checkpoint.step.is_multiple_of(spacing);
+            match (&checkpoint.bulk.tables, kept) {
+                (PackedTables::Full(full), false) => dropped_full = Some(full.clone()),
+                (PackedTables::Full(full), true) => {
+                    dropped_full = None;
+                    last_full_bytes = full.packed_bytes(PackedTable::packed_bytes);
+                }
+                (PackedTables::Delta(delta), true) => {
+                    if let Some(full) = dropped_full.take() {
+                        let whole = full.with(delta);
+                        last_full_bytes = whole.packed_bytes(PackedTable::packed_bytes);
+                        checkpoint.bulk.tables = PackedTables::Full(whole);
+                    }
+                }
+                (PackedTables::Delta(_), false) => {}
+            }
+        }
+        self.full_bytes = last_full_bytes;
+        // The changes tracked since dropped whole tables that no kept checkpoint follows do
+        // not lead from the whole tables kept before them.
+        if dropped_full.is_some() {
+            self.must_be_full = true;
+        }
+    }
+}
+
+impl Tables<LayeredMap<LiveEntry>, LayeredMap<()>, LayeredMap<IdEntry>> {
+    fn track_changes(&mut self) {
+        if let Some(ledger) = &mut self.ledger {
+            ledger.track_changes();
+        }
+        if let Some(freed) = &mut self.freed {
+            freed.track_changes();
+        }
+        self.ids.track_changes();
+    }
+
+    /// The changes tracked in every table, packed (`None` if one was not tracking).
+    fn deltas(&mut self) -> Option<Tables<TableDelta, TableDelta, TableDelta>> {
+        let ledger = match &mut self.ledger {
+            Some(ledger) => Some(TableDelta::pack(ledger)?),
+            None => None,
+        };
+        let freed = match &mut self.freed {
+            Some(freed) => Some(TableDelta::pack(freed)?),
+            None => None,
+        };
+        Some(Tables {
+            ledger,
+            freed,
+            ids: TableDelta::pack(&mut self.ids)?,
+        })
+    }
+}
+
+/// Packs the checkpoints' heaps and tables, each as a whole or as a delta.
+struct Packer {
+    heaps: HeapPacker,
+    tables: TablePacker,
+}
+
+impl Packer {
+    fn new() -> Self {
+        Self {
+            heaps: HeapPacker::new(),
+            tables: TablePacker::new(),
+        }
+    }
+
+    /// Keeps the checkpoints at multiples of `spacing`; returns the bytes they hold.
+    fn thin(&mut self, checkpoints: &mut Vec<Checkpoint>, spacing: usize) -> usize {
+        self.tables.thin(checkpoints, spacing);
+        self.heaps.thin(checkpoints, spacing)
     }
 }
 
@@ -611,8 +827,8 @@ impl Timeline {
         let mut held = Column::with_capacity(ops.len());
         let mut footprint = Column::with_capacity(ops.len());
         let mut problems = Vec::new();
-        let mut heaps = HeapPacker::new();
-        let mut checkpoints = vec![Checkpoint::take(&mut state, 0, &mut heaps)];
+        let mut packer = Packer::new();
+        let mut checkpoints = vec![Checkpoint::take(&mut state, 0, &mut packer)];
         let mut spent = checkpoints[0].bytes();
         let mut problem_bytes = 0;
         let mut spacing = options.min_spacing.max(1);
@@ -652,22 +868,22 @@ impl Timeline {
                 );
                 let thin = |spacing: &mut usize,
                             checkpoints: &mut Vec<Checkpoint>,
-                            heaps: &mut HeapPacker| {
+                            packer: &mut Packer| {
                     *spacing = spacing.saturating_mul(2);
-                    heaps.thin(checkpoints, *spacing)
+                    packer.thin(checkpoints, *spacing)
                 };
                 // The state only grows between checkpoints as a rule: when one the size of the
                 // last would not fit, make room first rather than take one to drop it at once.
                 let expected = checkpoints.last().map_or(0, Checkpoint::bytes);
                 while spent + expected > budget && checkpoints.len() > 1 {
-                    spent = thin(&mut spacing, &mut checkpoints, &mut heaps);
+                    spent = thin(&mut spacing, &mut checkpoints, &mut packer);
                 }
                 if (i + 1) % spacing == 0 {
-                    let checkpoint = Checkpoint::take(&mut state, i + 1, &mut heaps);
+                    let checkpoint = Checkpoint::take(&mut state, i + 1, &mut packer);
                     spent += checkpoint.bytes();
                     checkpoints.push(checkpoint);
                     while spent > budget && checkpoints.len() > 1 {
-                        spent = thin(&mut spacing, &mut checkpoints, &mut heaps);
+                        spent = thin(&mut spacing, &mut checkpoints, &mut packer);
                     }
                 }
             }
@@ -1041,7 +1257,7 @@ mod tests {
     }
 
     #[test]
-    fn checkpoints_between_whole_heaps_hold_deltas_that_thinning_merges() {
+    fn checkpoints_between_whole_ones_hold_deltas_that_thinning_merges() {
         // Blocks of mixed sizes, some freed: every few operations change a few headers.
         let mut ops = Vec::new();
         for id in 0..3000u64 {
@@ -1053,6 +1269,14 @@ mod tests {
             if id % 3 == 2 {
                 ops.push(Op::Free { id: id - 1 });
             }
+            // Now and then a double free, or a free of a block held long.
+            if id % 50 == 0 && id >= 100 {
+                ops.push(Op::Free { id: id - 98 });
+            }
+        }
+        let mut last_mention = std::collections::HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            last_mention.insert(op.id().unwrap_or(0), i);
         }
         let record = |per_op| {
             let options = RecordOptions {
@@ -1069,46 +1293,63 @@ mod tests {
             )
             .unwrap()
         };
-        let (roomy, thinned) = (record(1 << 20), record(200));
-        for timeline in [&roomy, &thinned] {
-            let deltas = timeline
+        // Budgets that thin the checkpoints more or less often, so that whole checkpoints are
+        // dropped before deltas, between them and at the end.
+        let roomy = record(1 << 20);
+        let thinned: Vec<Timeline> = [70, 110, 170].into_iter().map(record).collect();
+        for timeline in std::iter::once(&roomy).chain(&thinned) {
+            let heap_deltas = timeline
                 .checkpoints
                 .iter()
                 .filter(|c| matches!(c.bulk.memory, PackedHeap::Delta(_)))
                 .count();
-            assert!(deltas > timeline.checkpoint_count() / 2, "{deltas} deltas");
+            let table_deltas = timeline
+                .checkpoints
+                .iter()
+                .filter(|c| matches!(c.bulk.tables, PackedTables::Delta(_)))
+                .count();
+            let count = timeline.checkpoint_count();
+            assert!(heap_deltas > count / 2, "{heap_deltas} heap deltas");
+            assert!(table_deltas > count / 2, "{table_deltas} table deltas");
         }
-        assert!(thinned.checkpoint_count() < roomy.checkpoint_count() / 2);
+        assert!(thinned[0].checkpoint_count() < roomy.checkpoint_count() / 2);
         // Every checkpoint, restored, is the state a fresh replay reaches there.
-        for timeline in [&roomy, &thinned] {
+        for timeline in std::iter::once(&roomy).chain(&thinned) {
+            let mut fresh = Replayer::new(
+                AllocatorKind::Dlmalloc
+                    .build(&HeapConfig::default())
+                    .unwrap(),
+            );
+            let mut at = 0;
             for (k, checkpoint) in timeline.checkpoints.iter().enumerate() {
-                let mut fresh = Replayer::new(
-                    AllocatorKind::Dlmalloc
-                        .build(&HeapConfig::default())
-                        .unwrap(),
-                );
-                for op in &ops[..checkpoint.step] {
+                for op in &ops[at..checkpoint.step] {
                     fresh.apply(op, &mut Trail::off());
                 }
+                at = checkpoint.step;
                 let mut restored = checkpoint.replay.clone();
                 restore_into(&timeline.checkpoints, k, &mut restored);
-                assert_eq!(
-                    restored.heap().memory(),
-                    fresh.heap().memory(),
-                    "checkpoint {k}"
-                );
-                assert_eq!(
-                    restored.heap().stats(),
-                    fresh.heap().stats(),
-                    "checkpoint {k}"
-                );
                 let mut reused = timeline.replay().clone();
                 restore_into(&timeline.checkpoints, k, &mut reused);
-                assert_eq!(
-                    reused.heap().memory(),
-                    fresh.heap().memory(),
-                    "checkpoint {k}"
-                );
+                for state in [&restored, &reused] {
+                    assert_eq!(state.heap().stats(), fresh.heap().stats(), "{k}");
+                    assert_eq!(state.heap().memory(), fresh.heap().memory(), "{k}");
+                    // The tables: the ledger's requests show in the layout, the ids in what
+                    // each names, and dlmalloc's freed set in which frees are double (of the
+                    // ids the trace names again: the timeline forgets the others).
+                    let layouts_agree = state.heap().inspect() == fresh.heap().inspect();
+                    assert!(layouts_agree, "checkpoint {k}: the layouts differ");
+                    let (mut again, mut twice) = (state.clone(), fresh.clone());
+                    let named_again = |id: &u64| last_mention[id] >= checkpoint.step;
+                    for id in (0..3000).step_by(5).filter(named_again) {
+                        assert_eq!(state.held(id), fresh.held(id), "checkpoint {k}, #{id}");
+                        let op = Op::Free { id };
+                        assert_eq!(
+                            again.apply(&op, &mut Trail::off()),
+                            twice.apply(&op, &mut Trail::off()),
+                            "checkpoint {k}, free #{id}"
+                        );
+                    }
+                }
             }
         }
     }

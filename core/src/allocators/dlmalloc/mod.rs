@@ -55,11 +55,11 @@ mod system;
 mod tests;
 
 use crate::allocator::{AllocError, Allocator, ErrorKind, Trail, bytes};
+use crate::layered_map::LayeredMap;
 use crate::layout::{Detail, Finding, HeapLayout, Ledger, Stats};
 use crate::memory::Memory;
 use crate::{Addr, AllocatorKind, ConfigError, HeapConfig, say};
 
-use rustc_hash::FxHashSet;
 use system::System;
 
 /// Default address of the `malloc_state`; mappings are placed below it, top-down (like the
@@ -233,7 +233,7 @@ pub struct Dlmalloc {
     sys: System,
     ledger: Ledger,
     /// Blocks freed and not handed out again, to tell a double free from a wild pointer.
-    freed: FxHashSet<Addr>,
+    freed: LayeredMap<()>,
     poisoned: Option<String>,
 }
 
@@ -286,7 +286,7 @@ impl Dlmalloc {
             },
             sys: System::new(floor, base, max, PAGE_SIZE),
             ledger: Ledger::default(),
-            freed: FxHashSet::default(),
+            freed: LayeredMap::default(),
             poisoned: None,
         };
         // ensure_initialization(): the global state starts with mparams.default_mflags.
@@ -1336,7 +1336,7 @@ impl Dlmalloc {
         let usage = |kind, msg: String| AllocError::new(kind, format!("{what}({mem:#x}): {msg}"));
         let p = mem.wrapping_sub(16);
         let live = self.ledger.get(mem).is_some();
-        let was_freed = self.freed.contains(&mem);
+        let was_freed = self.freed.contains_key(mem);
         let not_live_kind = |h: Option<u64>| match h {
             _ if was_freed => ErrorKind::DoubleFree,
             Some(h) if h & INUSE == PINUSE && mem.is_multiple_of(MALLOC_ALIGNMENT) => {
@@ -1920,7 +1920,7 @@ impl Dlmalloc {
     }
 
     fn record_alloc(&mut self, mem: Addr, requested: u64) {
-        self.freed.remove(&mem);
+        self.freed.remove(mem);
         let held = self.held_by(mem);
         self.ledger.on_alloc(mem, requested, held);
         self.ledger.set_footprint(self.sys.held);
@@ -1992,7 +1992,7 @@ impl Allocator for Dlmalloc {
         let r = self.internal_free(ptr, trail);
         self.guard(r)?;
         self.ledger.on_free(ptr);
-        self.freed.insert(ptr);
+        self.freed.insert(ptr, ());
         self.ledger.set_footprint(self.sys.held);
         Ok(())
     }
@@ -2019,7 +2019,7 @@ impl Allocator for Dlmalloc {
         if let Some(newp) = self.guard(r)? {
             let mem = newp + 16;
             self.ledger.on_free(ptr);
-            self.freed.insert(ptr);
+            self.freed.insert(ptr, ());
             self.record_alloc(mem, size);
             say!(trail, "return {mem:#x}");
             return Ok(mem);
@@ -2044,7 +2044,7 @@ impl Allocator for Dlmalloc {
         let r = self.internal_free(ptr, trail);
         self.guard(r)?;
         self.ledger.on_free(ptr);
-        self.freed.insert(ptr);
+        self.freed.insert(ptr, ());
         self.record_alloc(mem, size);
         say!(trail, "return {mem:#x}");
         Ok(mem)
@@ -2112,7 +2112,7 @@ impl Allocator for Dlmalloc {
         Box::new(self.clone())
     }
 
-    fn freed_set_mut(&mut self) -> Option<&mut FxHashSet<Addr>> {
+    fn freed_set_mut(&mut self) -> Option<&mut LayeredMap<()>> {
         Some(&mut self.freed)
     }
 
@@ -2121,8 +2121,6 @@ impl Allocator for Dlmalloc {
     }
 
     fn side_bytes(&self) -> usize {
-        self.ledger.heap_bytes()
-            + self.freed.capacity() * (size_of::<Addr>() + 1)
-            + self.sys.heap_bytes()
+        self.ledger.heap_bytes() + self.freed.heap_bytes() + self.sys.heap_bytes()
     }
 }
