@@ -9,9 +9,8 @@
 //! few thousand operations: the changes stay small). A map built by replaying from empty has
 //! no base: it is just its hash table, as fast as one.
 
-use std::sync::Arc;
-
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -220,18 +219,11 @@ impl<V: Copy> LayeredMap<V> {
             .into_iter()
             .map(|(key, ())| (key, self.get(key)))
             .collect();
-        // Merge: a key written again takes its value now.
+        // A key written again takes its value now (a removal included: it is kept as `None`).
         let earlier = std::mem::take(&mut journal.earlier);
         let mut merged = Vec::with_capacity(earlier.len() + now.len());
-        let mut earlier = earlier.into_iter().peekable();
-        for (key, value) in now {
-            while let Some(entry) = earlier.next_if(|&(old, _)| old < key) {
-                merged.push(entry);
-            }
-            earlier.next_if(|&(old, _)| old == key);
-            merged.push((key, value));
-        }
-        merged.extend(earlier);
+        let now = now.into_iter().map(|(key, value)| (key, Some(value)));
+        merge_into(earlier.into_iter(), now, &mut merged);
         journal.earlier = merged;
         let journal = self.journal.insert(journal);
         Some(&journal.earlier)
@@ -250,28 +242,13 @@ impl<V: Copy> LayeredMap<V> {
 
     /// The entries in key order.
     pub fn sorted(&self) -> Vec<(u64, V)> {
-        let mut changes = sorted_by_key(self.changes.iter().map(|(&k, &v)| (k, v)).collect());
-        if self.base.is_empty() {
-            return changes
-                .into_iter()
-                .filter_map(|(key, slot)| slot.map(|value| (key, value)))
-                .collect();
-        }
+        let changes = sorted_by_key(self.changes.iter().map(|(&k, &v)| (k, v)).collect());
         let mut merged = Vec::with_capacity(self.base.entries.len() + changes.len());
-        let mut base = self.base.entries.iter().copied().peekable();
-        for (key, slot) in changes.drain(..) {
-            while let Some(&(earlier, value)) = base.peek().filter(|&&(k, _)| k < key) {
-                merged.push((earlier, value));
-                base.next();
-            }
-            if base.peek().is_some_and(|&(k, _)| k == key) {
-                base.next();
-            }
-            if let Some(value) = slot {
-                merged.push((key, value));
-            }
-        }
-        merged.extend(base);
+        merge_into(
+            self.base.entries.iter().copied(),
+            changes.into_iter(),
+            &mut merged,
+        );
         merged
     }
 
@@ -322,6 +299,30 @@ impl<V: Copy> LayeredMap<V> {
         }
         self.changes.retain(|_, slot| slot.is_some());
     }
+}
+
+/// `base` (sorted by key) with `changes` (sorted by key) applied, pushed onto `out`: a
+/// change's value replaces the base's, and `None` drops it.
+pub(crate) fn merge_into<V: Copy>(
+    mut base: impl Iterator<Item = (u64, V)>,
+    changes: impl Iterator<Item = (u64, Option<V>)>,
+    out: &mut Vec<(u64, V)>,
+) {
+    let mut next = base.next();
+    for (key, change) in changes {
+        while let Some(entry) = next.filter(|&(old, _)| old < key) {
+            out.push(entry);
+            next = base.next();
+        }
+        if next.is_some_and(|(old, _)| old == key) {
+            next = base.next();
+        }
+        if let Some(value) = change {
+            out.push((key, value));
+        }
+    }
+    out.extend(next);
+    out.extend(base);
 }
 
 /// `entries` sorted by key, least significant byte first (a radix sort: a checkpoint sorts a

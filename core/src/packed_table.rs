@@ -8,7 +8,7 @@
 //! them back, in key order, as a [`LayeredMap`]'s base. Sets of addresses (dlmalloc's freed
 //! blocks) are stored the same way, as the gaps between their sorted keys.
 
-use crate::layered_map::LayeredMap;
+use crate::layered_map::{LayeredMap, merge_into};
 use crate::layout::LiveEntry;
 use crate::memory::{push_varint, read_varint};
 use crate::replay::IdEntry;
@@ -213,30 +213,6 @@ impl TableDelta {
     pub(crate) fn packed_bytes(&self) -> usize {
         self.present.packed_bytes() + self.removed.packed_bytes()
     }
-}
-
-/// `base` (sorted by key) with `changes` (sorted by key) applied, pushed onto `out`: a
-/// change's value replaces the base's, and `None` drops it.
-fn merge_into<V: Copy>(
-    mut base: impl Iterator<Item = (u64, V)>,
-    changes: impl Iterator<Item = (u64, Option<V>)>,
-    out: &mut Vec<(u64, V)>,
-) {
-    let mut next = base.next();
-    for (key, change) in changes {
-        while let Some(entry) = next.filter(|&(old, _)| old < key) {
-            out.push(entry);
-            next = base.next();
-        }
-        if next.is_some_and(|(old, _)| old == key) {
-            next = base.next();
-        }
-        if let Some(value) = change {
-            out.push((key, value));
-        }
-    }
-    out.extend(next);
-    out.extend(base);
 }
 
 #[cfg(test)]

@@ -290,8 +290,15 @@ fn last_full(checkpoints: &[Checkpoint], k: usize) -> usize {
 /// state and put back.
 struct Bulk {
     memory: HeapBytes,
-    tables: Tables<LayeredMap<LiveEntry>, LayeredMap<()>, LayeredMap<IdEntry>>,
+    tables: LiveTables,
 }
+
+/// A replay's tables as it uses them.
+type LiveTables = Tables<LayeredMap<LiveEntry>, LayeredMap<()>, LayeredMap<IdEntry>>;
+/// A checkpoint's tables, packed whole.
+type WholeTables = Tables<PackedTable, PackedTable, PackedTable>;
+/// What changed in the tables since the last whole ones, packed.
+type TableDeltas = Tables<TableDelta, TableDelta, TableDelta>;
 
 /// The tables a replay keeps, in some form: its model's ledger and freed set, when it has
 /// them, and the program's ids.
@@ -477,8 +484,8 @@ impl PackedBulk {
 /// merges one delta into one whole table, in one pass).
 #[derive(Debug, Clone)]
 enum PackedTables {
-    Full(Tables<PackedTable, PackedTable, PackedTable>),
-    Delta(Tables<TableDelta, TableDelta, TableDelta>),
+    Full(WholeTables),
+    Delta(TableDeltas),
 }
 
 impl PackedTables {
@@ -498,8 +505,8 @@ impl<T> Tables<T, T, T> {
     }
 }
 
-impl Tables<PackedTable, PackedTable, PackedTable> {
-    fn pack(tables: &Tables<LayeredMap<LiveEntry>, LayeredMap<()>, LayeredMap<IdEntry>>) -> Self {
+impl WholeTables {
+    fn pack(tables: &LiveTables) -> Self {
         Self {
             ledger: tables.ledger.as_ref().map(PackedTable::pack),
             freed: tables.freed.as_ref().map(PackedTable::pack),
@@ -516,11 +523,7 @@ impl Tables<PackedTable, PackedTable, PackedTable> {
     }
 
     /// Makes `bulk`'s tables these with `delta` applied, reusing them.
-    fn unpack_with_into(
-        &self,
-        delta: &Tables<TableDelta, TableDelta, TableDelta>,
-        bulk: &mut Bulk,
-    ) {
+    fn unpack_with_into(&self, delta: &TableDeltas, bulk: &mut Bulk) {
         fn with<V: Pair>(
             full: &Option<PackedTable>,
             delta: &Option<TableDelta>,
@@ -538,7 +541,7 @@ impl Tables<PackedTable, PackedTable, PackedTable> {
     }
 
     /// These tables with `delta` applied, packed.
-    fn with(&self, delta: &Tables<TableDelta, TableDelta, TableDelta>) -> Self {
+    fn with(&self, delta: &TableDeltas) -> Self {
         fn apply<V: Pair>(
             full: &Option<PackedTable>,
             delta: &Option<TableDelta>,
@@ -609,18 +612,29 @@ impl TablePacker {
     /// whose delta starts from dropped whole tables is given whole tables instead (the
     /// deltas after it still hold: they list every key changed since the dropped tables).
     fn thin(&mut self, checkpoints: &mut [Checkpoint], spacing: usize) {
+        // The last checkpoint dropped with whole tables that no kept one has replaced yet.
         let mut dropped_full = None;
         let mut last_full_bytes = self.full_bytes;
-        for checkpoint in checkpoints.iter_mut() {
+        for i in 0..checkpoints.len() {
+            let (before, rest) = checkpoints.split_at_mut(i);
+            let Some(checkpoint) = rest.first_mut() else {
+                break;
+            };
             let kept = checkpoint.step.is_multiple_of(spacing);
             match (&checkpoint.bulk.tables, kept) {
-                (PackedTables::Full(full), false) => dropped_full = Some(full.clone()),
+                (PackedTables::Full(_), false) => dropped_full = Some(i),
                 (PackedTables::Full(full), true) => {
                     dropped_full = None;
                     last_full_bytes = full.packed_bytes(PackedTable::packed_bytes);
                 }
                 (PackedTables::Delta(delta), true) => {
-                    if let Some(full) = dropped_full.take() {
+                    let full = dropped_full
+                        .take()
+                        .and_then(|j| match &before[j].bulk.tables {
+                            PackedTables::Full(full) => Some(full),
+                            PackedTables::Delta(_) => None,
+                        });
+                    if let Some(full) = full {
                         let whole = full.with(delta);
                         last_full_bytes = whole.packed_bytes(PackedTable::packed_bytes);
                         checkpoint.bulk.tables = PackedTables::Full(whole);
@@ -638,7 +652,7 @@ impl TablePacker {
     }
 }
 
-impl Tables<LayeredMap<LiveEntry>, LayeredMap<()>, LayeredMap<IdEntry>> {
+impl LiveTables {
     fn track_changes(&mut self) {
         if let Some(ledger) = &mut self.ledger {
             ledger.track_changes();
@@ -650,7 +664,7 @@ impl Tables<LayeredMap<LiveEntry>, LayeredMap<()>, LayeredMap<IdEntry>> {
     }
 
     /// The changes tracked in every table, packed (`None` if one was not tracking).
-    fn deltas(&mut self) -> Option<Tables<TableDelta, TableDelta, TableDelta>> {
+    fn deltas(&mut self) -> Option<TableDeltas> {
         let ledger = match &mut self.ledger {
             Some(ledger) => Some(TableDelta::pack(ledger)?),
             None => None,
