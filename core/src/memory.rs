@@ -25,8 +25,17 @@ pub struct OutOfBounds {
 /// (like the region below Linux's `mmap_base`, which fills top-down).
 pub struct Memory {
     base: Addr,
+    /// The buffer the mapping lies in, at `front..front + len`. Every byte outside the mapping
+    /// is zero, so that the mapping grows either way by moving its bounds (until the buffer is
+    /// full), and a restore lands on any base the buffer covers without moving a byte: a heap
+    /// growing downwards (dlmalloc's mmaps) has a different base at each stage.
     bytes: Vec<u8>,
-    /// Lines that may hold non-zero bytes, so that clearing and packing touch only those.
+    /// Where the mapping starts in `bytes`: a multiple of [`LINE`], so that a line of the
+    /// buffer is a line of the mapping.
+    front: usize,
+    len: usize,
+    /// Lines of the buffer that may hold non-zero bytes, so that clearing and packing touch
+    /// only those.
     dirty: DirtyLines,
     /// Undo log of writes, kept while a timeline may step back over them.
     journal: Option<Box<Journal>>,
@@ -45,8 +54,6 @@ const LINE: usize = 64;
 #[derive(Debug, Clone, Default)]
 struct DirtyLines {
     bits: Vec<u64>,
-    /// Every line may be dirty (after a growth downwards by a part of a line).
-    all: bool,
 }
 
 impl DirtyLines {
@@ -75,7 +82,7 @@ impl DirtyLines {
     /// Marks the lines holding the byte range `range`, growing the bits as needed.
     #[inline(never)]
     fn mark_range(&mut self, range: &std::ops::Range<usize>) {
-        if range.is_empty() || self.all {
+        if range.is_empty() {
             return;
         }
         let (first, last) = (range.start / LINE, (range.end - 1) / LINE);
@@ -97,16 +104,14 @@ impl DirtyLines {
 
     #[inline]
     fn is_marked(&self, line: usize) -> bool {
-        self.all
-            || self
-                .bits
-                .get(line / 64)
-                .is_some_and(|w| w & (1 << (line % 64)) != 0)
+        self.bits
+            .get(line / 64)
+            .is_some_and(|w| w & (1 << (line % 64)) != 0)
     }
 
     /// Unmarks the lines `lines` (known to be zero again).
     fn unmark(&mut self, lines: std::ops::Range<usize>) {
-        if self.all || lines.is_empty() {
+        if lines.is_empty() {
             return;
         }
         let (first, last) = (lines.start, lines.end - 1);
@@ -133,15 +138,21 @@ impl DirtyLines {
 
     /// The first line at or after `line` that may be dirty, below `lines`.
     fn next_marked(&self, line: usize, lines: usize) -> Option<usize> {
-        if self.all {
-            return (line < lines).then_some(line);
+        if line >= lines {
+            return None;
         }
         let mut word = line / 64;
         let mut bits = self.bits.get(word)? & (u64::MAX << (line % 64));
+        // Words up to the one holding the last line asked about: a gap between two runs
+        // being restored must not scan on through clean lines to the heap's end.
+        let last_word = (lines - 1) / 64;
         loop {
             if bits != 0 {
                 let found = word * 64 + bits.trailing_zeros() as usize;
                 return (found < lines).then_some(found);
+            }
+            if word >= last_word {
+                return None;
             }
             word += 1;
             bits = *self.bits.get(word)?;
@@ -151,9 +162,6 @@ impl DirtyLines {
     /// The first line at or after `line` that is not marked, or `lines` if there is none
     /// below it.
     fn next_clear(&self, line: usize, lines: usize) -> usize {
-        if self.all {
-            return lines;
-        }
         let mut word = line / 64;
         let Some(&first) = self.bits.get(word) else {
             return line.min(lines);
@@ -164,6 +172,9 @@ impl DirtyLines {
                 return (word * 64 + clear.trailing_zeros() as usize).min(lines);
             }
             word += 1;
+            if word * 64 >= lines {
+                return lines;
+            }
             match self.bits.get(word) {
                 Some(&bits) => clear = !bits,
                 None => return (word * 64).min(lines),
@@ -171,21 +182,16 @@ impl DirtyLines {
         }
     }
 
-    /// Lines move `bytes` up (the memory grew at its start by `bytes`), or down when
-    /// negative (it lost its first `-bytes`). A move by part of a line marks every line.
-    fn shift(&mut self, bytes: isize) {
-        if self.all || !bytes.unsigned_abs().is_multiple_of(LINE) {
-            self.all = true;
-            return;
-        }
-        let lines = bytes / LINE as isize;
-        let mut shifted = DirtyLines::default();
+    /// These lines, for bytes moved `by` bytes up (down when negative): a move by part of a
+    /// line marks both lines each one straddles.
+    fn moved(&self, by: isize) -> DirtyLines {
+        let mut moved = DirtyLines::default();
         for line in self.marked(usize::MAX) {
-            if let Some(moved) = line.checked_add_signed(lines) {
-                shifted.mark(&(moved * LINE..moved * LINE + 1));
+            if let Some(start) = (line * LINE).checked_add_signed(by) {
+                moved.mark_range(&(start..start + LINE));
             }
         }
-        *self = shifted;
+        moved
     }
 
     /// The lines that may be dirty, below `lines`, in order.
@@ -200,7 +206,6 @@ impl DirtyLines {
 
     fn clear(&mut self) {
         self.bits.clear();
-        self.all = false;
     }
 }
 
@@ -226,12 +231,16 @@ enum Undo {
 }
 
 impl Clone for Memory {
-    /// A copy of the bytes; the journal stays with the original.
+    /// A copy of the bytes, in a buffer just long enough for them; the journal stays with the
+    /// original.
     fn clone(&self) -> Self {
+        let (bytes, dirty) = self.rebuffered(0, self.len);
         Self {
             base: self.base,
-            bytes: self.bytes.clone(),
-            dirty: self.dirty.clone(),
+            bytes,
+            front: 0,
+            len: self.len,
+            dirty,
             journal: None,
             touched: None,
         }
@@ -240,7 +249,7 @@ impl Clone for Memory {
 
 impl PartialEq for Memory {
     fn eq(&self, other: &Self) -> bool {
-        self.base == other.base && self.bytes == other.bytes
+        self.base == other.base && self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -250,7 +259,7 @@ impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Memory")
             .field("base", &format_args!("{:#x}", self.base))
-            .field("len", &self.bytes.len())
+            .field("len", &self.len)
             .finish()
     }
 }
@@ -258,13 +267,47 @@ impl std::fmt::Debug for Memory {
 impl Memory {
     /// A memory of `len` zero bytes starting at `base`.
     pub fn new(base: Addr, len: u64) -> Self {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
         Self {
             base,
-            bytes: vec![0; usize::try_from(len).unwrap_or(usize::MAX)],
+            bytes: vec![0; len],
+            front: 0,
+            len,
             dirty: DirtyLines::default(),
             journal: None,
             touched: None,
         }
+    }
+
+    /// The mapping's bytes, with `slack` zero bytes before them and `total` bytes in all, in a
+    /// new buffer, and the lines that may be dirty there. Only dirty lines are copied: the
+    /// system's zeroed pages cost nothing until written.
+    fn rebuffered(&self, slack: usize, total: usize) -> (Vec<u8>, DirtyLines) {
+        let mut bytes = vec![0; total];
+        let end = self.front + self.len;
+        let mut line = self.front / LINE;
+        let lines = end.div_ceil(LINE);
+        while let Some(first) = self.dirty.next_marked(line, lines) {
+            let clean = self.dirty.next_clear(first, lines);
+            let (from, to) = ((first * LINE).max(self.front), (clean * LINE).min(end));
+            let at = slack + (from - self.front);
+            bytes[at..at + (to - from)].copy_from_slice(&self.bytes[from..to]);
+            line = clean;
+        }
+        let by = slack as isize - self.front as isize;
+        (bytes, self.dirty.moved(by))
+    }
+
+    /// Moves the mapping into a new buffer of `total` bytes, `slack` of them before it.
+    fn rebuffer(&mut self, slack: usize, total: usize) {
+        let (bytes, dirty) = self.rebuffered(slack, total);
+        let by = slack as isize - self.front as isize;
+        if let Some(touched) = self.touched.as_mut() {
+            **touched = touched.moved(by);
+        }
+        self.bytes = bytes;
+        self.dirty = dirty;
+        self.front = slack;
     }
 
     /// Starts (or restarts, empty) recording the old bytes of every write, so that
@@ -290,30 +333,40 @@ impl Memory {
     pub(crate) fn undo_to(&mut self, mark: usize) -> bool {
         // The lines undone here are not tracked.
         self.touched = None;
-        let Some(journal) = self.journal.as_mut() else {
+        let Some(mut journal) = self.journal.take() else {
             return false;
         };
         if mark < journal.forgotten || mark > journal.forgotten + journal.entries.len() {
+            self.journal = Some(journal);
             return false;
         }
         while journal.forgotten + journal.entries.len() > mark {
             let Some(undo) = journal.entries.pop() else {
                 break;
             };
+            // Growths are undone after the writes that followed them: the bytes they left
+            // outside the mapping are zero again, as they were before.
             match undo {
                 Undo::Bytes { offset, len } => {
                     let from = journal.old.len() - len;
-                    self.bytes[offset..offset + len].copy_from_slice(&journal.old[from..]);
+                    let at = self.front + offset;
+                    self.bytes[at..at + len].copy_from_slice(&journal.old[from..]);
                     journal.old.truncate(from);
                 }
-                Undo::GrewUp { len } => self.bytes.truncate(len),
+                Undo::GrewUp { len } => self.len = len,
                 Undo::GrewDown { extra } => {
-                    self.bytes.drain(..extra);
+                    self.front += extra;
+                    self.len -= extra;
                     self.base += extra as u64;
-                    self.dirty.shift(-(extra as isize));
+                    if !self.front.is_multiple_of(LINE) {
+                        // It grew by part of a line: back at a line, as mappings start.
+                        let slack = self.front.next_multiple_of(LINE);
+                        self.rebuffer(slack, slack + self.len);
+                    }
                 }
             }
         }
+        self.journal = Some(journal);
         true
     }
 
@@ -337,7 +390,8 @@ impl Memory {
         journal.forgotten += n;
     }
 
-    /// Marks `range` dirty before a write, and records its old bytes when journaling.
+    /// Marks `range` (of the buffer) dirty before a write, and records its old bytes when
+    /// journaling.
     #[inline]
     fn note_write(&mut self, range: &std::ops::Range<usize>) {
         self.dirty.mark(range);
@@ -346,7 +400,7 @@ impl Memory {
         }
         if let Some(journal) = self.journal.as_mut() {
             journal.entries.push(Undo::Bytes {
-                offset: range.start,
+                offset: range.start - self.front,
                 len: range.len(),
             });
             journal.old.extend_from_slice(&self.bytes[range.clone()]);
@@ -365,25 +419,34 @@ impl Memory {
 
     /// Number of mapped bytes.
     pub fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.len as u64
     }
 
     /// Whether no byte is mapped.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
     }
 
     /// Grows (never shrinks) the mapping to `new_len` bytes; new bytes are zero.
     pub fn grow_to(&mut self, new_len: u64) {
         let new_len = usize::try_from(new_len).unwrap_or(usize::MAX);
-        if new_len > self.bytes.len() {
+        if new_len > self.len {
             if let Some(journal) = self.journal.as_mut() {
-                journal.entries.push(Undo::GrewUp {
-                    len: self.bytes.len(),
-                });
+                journal.entries.push(Undo::GrewUp { len: self.len });
             }
-            self.bytes.resize(new_len, 0);
+            self.extend_to(new_len);
         }
+    }
+
+    /// Moves the mapping's end to `new_len` bytes past its start, into a bigger buffer when
+    /// this one ends before (at least twice the length, so that a heap growing a page at a
+    /// time moves only now and then).
+    fn extend_to(&mut self, new_len: usize) {
+        if self.front + new_len > self.bytes.len() {
+            let total = self.front + new_len.max(2 * self.len);
+            self.rebuffer(self.front, total);
+        }
+        self.len = new_len;
     }
 
     /// Grows (never shrinks) the mapping downwards so that it starts at `new_base`; new bytes are
@@ -395,14 +458,18 @@ impl Memory {
         let Some(extra) = usize::try_from(self.base - new_base).ok() else {
             return;
         };
-        let Some(len) = extra.checked_add(self.bytes.len()) else {
+        let Some(len) = extra.checked_add(self.len) else {
             return;
         };
-        let mut bytes = vec![0; len];
-        bytes[extra..].copy_from_slice(&self.bytes);
-        self.bytes = bytes;
+        if extra > self.front || !(self.front - extra).is_multiple_of(LINE) {
+            // Room below for as much again, so that a heap doubling downwards moves only now
+            // and then.
+            let room = len.max(LINE).next_multiple_of(LINE);
+            self.rebuffer(room + extra, room + extra + self.len);
+        }
+        self.front -= extra;
+        self.len = len;
         self.base = new_base;
-        self.dirty.shift(extra as isize);
         if let Some(journal) = self.journal.as_mut() {
             journal.entries.push(Undo::GrewDown { extra });
         }
@@ -413,6 +480,7 @@ impl Memory {
         addr >= self.base && addr.checked_add(len).is_some_and(|end| end <= self.end())
     }
 
+    /// Where `[addr, addr + len)` lies in the buffer.
     fn range(&self, addr: Addr, len: u64) -> Result<std::ops::Range<usize>, OutOfBounds> {
         if !self.contains(addr, len) {
             return Err(OutOfBounds {
@@ -422,8 +490,8 @@ impl Memory {
                 end: self.end(),
             });
         }
-        // Both fit in usize: the mapping itself is a Vec.
-        let start = (addr - self.base) as usize;
+        // Both fit in usize: the mapping itself is in a Vec.
+        let start = self.front + (addr - self.base) as usize;
         Ok(start..start + len as usize)
     }
 
@@ -442,7 +510,7 @@ impl Memory {
 
     /// All mapped bytes, starting at [`Self::base`].
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.bytes[self.front..self.front + self.len]
     }
 
     fn read_array<const N: usize>(&self, addr: Addr) -> Result<[u8; N], OutOfBounds> {
@@ -782,21 +850,20 @@ fn word_at(bytes: &[u8], w: usize) -> u64 {
 impl Memory {
     /// A packed copy of this memory.
     pub fn pack(&self) -> PackedMemory {
-        let mut packer = Packer::new(self.bytes.len());
-        let words = self.bytes.len().div_ceil(WORD);
-        let lines = self.bytes.len().div_ceil(LINE);
+        let bytes = self.as_bytes();
+        let mut packer = Packer::new(bytes.len());
+        let words = bytes.len().div_ceil(WORD);
         // Lines never written are zero: only the dirty ones are read.
-        for dirty in self.dirty.marked(lines) {
+        for dirty in self.dirty_lines() {
             let first = dirty * (LINE / WORD);
             let last = (first + LINE / WORD).min(words);
             // A line written and cleared again: one wide test instead of eight.
-            let zero_line = self
-                .bytes
+            let zero_line = bytes
                 .get(dirty * LINE..(dirty + 1) * LINE)
                 .is_some_and(is_zero);
             if !zero_line {
                 for w in first..last {
-                    packer.push(w, word_at(&self.bytes, w));
+                    packer.push(w, word_at(bytes, w));
                 }
             }
         }
@@ -809,23 +876,16 @@ impl Memory {
         }
     }
 
-    /// Zeroes every line that may hold a non-zero byte: the whole memory is zero after.
-    fn clear_dirty(&mut self) {
-        if self.dirty.all {
-            self.bytes.fill(0);
-        } else {
-            // Runs of dirty lines at a time: a heap's headers dirty most of its lines, and one
-            // fill per line would cost a call each.
-            let len = self.bytes.len();
-            let lines = len.div_ceil(LINE);
-            let mut line = 0;
-            while let Some(first) = self.dirty.next_marked(line, lines) {
-                let end = self.dirty.next_clear(first, lines);
-                self.bytes[first * LINE..(end * LINE).min(len)].fill(0);
-                line = end;
-            }
-        }
-        self.dirty.clear();
+    /// The lines of the mapping (counted from its start) that may hold non-zero bytes.
+    fn dirty_lines(&self) -> impl Iterator<Item = usize> + '_ {
+        let skip = self.front / LINE;
+        let lines = (self.front + self.len).div_ceil(LINE);
+        let mut next = skip;
+        std::iter::from_fn(move || {
+            let line = self.dirty.next_marked(next, lines)?;
+            next = line + 1;
+            Some(line - skip)
+        })
     }
 }
 
@@ -856,23 +916,42 @@ impl PackedMemory {
     }
 
     /// [`Self::unpack_into`], with the memory `len` bytes long (at least the packed length:
-    /// the bytes past it are zero), so that deltas applied next need not grow it: growing a
-    /// buffer fills its new bytes, where the bytes it had there are mostly zero already.
+    /// the bytes past it are zero), so that deltas applied next need not grow it.
     pub fn unpack_sized_into(&self, memory: &mut Memory, len: u64) {
         let len = usize::try_from(len.max(self.len)).unwrap_or(usize::MAX);
         // A journal of the old contents would undo into the wrong bytes, and the lines
         // written here are not tracked.
         memory.journal = None;
         memory.touched = None;
-        if memory.base == self.base && memory.bytes.capacity() >= len {
-            memory.bytes.truncate(len);
-            memory.bytes.resize(len, 0);
+        // Where this base lies in the memory's buffer, if the buffer holds the whole mapping
+        // there: then only the lines written before and the words written now are touched.
+        let front = (i128::from(self.base) - i128::from(memory.base))
+            .checked_add(memory.front as i128)
+            .and_then(|front| usize::try_from(front).ok())
+            .filter(|&front| {
+                front.is_multiple_of(LINE)
+                    && front
+                        .checked_add(len)
+                        .is_some_and(|end| end <= memory.bytes.len())
+            });
+        if let Some(front) = front {
+            memory.base = self.base;
+            memory.front = front;
+            memory.len = len;
             overwrite_runs(&self.runs, &self.highs, memory, self.len);
         } else {
             // A fresh buffer: the system's zeroed pages cost nothing until written, where
-            // growing a smaller one would copy it and fill the rest.
+            // growing a smaller one would copy it and fill the rest. A heap found lower
+            // than before grows downwards: room below it keeps the next such restores in it.
+            let room = if self.base < memory.base {
+                len.next_multiple_of(LINE)
+            } else {
+                0
+            };
             memory.base = self.base;
-            memory.bytes = vec![0; len];
+            memory.bytes = vec![0; room + len];
+            memory.front = room;
+            memory.len = len;
             memory.dirty.clear();
             self.write_runs(memory);
         }
@@ -918,36 +997,40 @@ impl Memory {
     /// [`Self::track_changes`] was called as `earlier` was copied, and nothing but writes
     /// changed the memory since, only the lines written since are compared.
     pub fn delta_from(&self, earlier: &Memory) -> Option<MemoryDelta> {
-        if earlier.base != self.base || earlier.bytes.len() > self.bytes.len() {
+        if earlier.base != self.base || earlier.len > self.len {
             return None;
         }
-        let len = self.bytes.len();
+        let (bytes, earlier_bytes) = (self.as_bytes(), earlier.as_bytes());
+        let len = bytes.len();
         let words = len.div_ceil(WORD);
         let lines = len.div_ceil(LINE);
         let mut packer = Packer::new(len);
         // Outside the lines either memory marks, both are zero; outside the lines written
-        // since `earlier`, both are the same.
+        // since `earlier`, both are the same. Each marks lines of its own buffer.
         let (mine, theirs) = match self.touched.as_deref() {
-            Some(touched) => (touched, touched),
-            None => (&self.dirty, &earlier.dirty),
+            Some(touched) => ((touched, self.front), (touched, self.front)),
+            None => ((&self.dirty, self.front), (&earlier.dirty, earlier.front)),
+        };
+        let next_marked = |(dirty, front): (&DirtyLines, usize), line: usize| {
+            let skip = front / LINE;
+            dirty
+                .next_marked(line + skip, lines + skip)
+                .map(|found| found - skip)
         };
         let mut line = 0;
         loop {
-            let next = match (
-                mine.next_marked(line, lines),
-                theirs.next_marked(line, lines),
-            ) {
+            let next = match (next_marked(mine, line), next_marked(theirs, line)) {
                 (None, None) => break,
                 (Some(a), None) | (None, Some(a)) => a,
                 (Some(a), Some(b)) => a.min(b),
             };
             line = next + 1;
             let range = next * LINE..((next + 1) * LINE).min(len);
-            if earlier.bytes.get(range.clone()) == Some(&self.bytes[range.clone()]) {
+            if earlier_bytes.get(range.clone()) == Some(&bytes[range.clone()]) {
                 continue;
             }
             for w in range.start / WORD..range.end.div_ceil(WORD).min(words) {
-                let (old, new) = (word_at(&earlier.bytes, w), word_at(&self.bytes, w));
+                let (old, new) = (word_at(earlier_bytes, w), word_at(bytes, w));
                 if old != new {
                     packer.push_changed(w, new);
                 }
@@ -977,8 +1060,8 @@ impl MemoryDelta {
         memory.touched = None;
         // Memories only grow: a memory restored at a later length keeps it.
         let len = usize::try_from(self.len).unwrap_or(usize::MAX);
-        if len > memory.bytes.len() {
-            memory.bytes.resize(len, 0);
+        if len > memory.len {
+            memory.extend_to(len);
         }
         write_runs(&self.runs, &self.highs, memory, self.len);
     }
@@ -1150,40 +1233,41 @@ fn write_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len
     // The runs were packed from `packed_len` bytes: that is where a last word is cut short.
     let len = usize::try_from(packed_len)
         .unwrap_or(usize::MAX)
-        .min(memory.bytes.len());
-    memory.dirty.cover(len.div_ceil(LINE));
+        .min(memory.len);
+    let front = memory.front;
+    memory.dirty.cover((front + len).div_ceil(LINE));
     for run in Runs::new(runs, len) {
-        run.write(highs, &mut memory.bytes[run.start..run.end]);
-        memory.dirty.mark(&(run.start..run.end));
+        let at = front + run.start..front + run.end;
+        run.write(highs, &mut memory.bytes[at.clone()]);
+        memory.dirty.mark(&at);
     }
 }
 
-/// Makes `memory`'s bytes the runs' words, and zero between them, in one pass: the lines
-/// that may hold old bytes are zeroed around the words written into them, not filled first
-/// and written again (a heap's headers dirty most of its lines, and a restore that touches
-/// each line once takes half the cache misses of one that clears them all first).
+/// Makes `memory`'s bytes the runs' words, and zero between them and all around the mapping in
+/// its buffer, in one pass: the lines that may hold old bytes are zeroed around the words
+/// written into them, not filled first and written again (a heap's headers dirty most of its
+/// lines, and a restore that touches each line once takes half the cache misses of one that
+/// clears them all first).
 fn overwrite_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len: u64) {
-    if memory.dirty.all {
-        memory.clear_dirty();
-        write_runs(runs, highs, memory, packed_len);
-        return;
-    }
-    let len = memory.bytes.len();
-    let run_len = usize::try_from(packed_len).unwrap_or(usize::MAX).min(len);
-    memory.dirty.cover(len.div_ceil(LINE));
+    let front = memory.front;
+    let run_len = usize::try_from(packed_len)
+        .unwrap_or(usize::MAX)
+        .min(memory.len);
+    memory.dirty.cover((front + memory.len).div_ceil(LINE));
     let mut cursor = 0;
     for run in Runs::new(runs, run_len) {
-        memory.zero_gap(cursor, run.start);
-        run.write(highs, &mut memory.bytes[run.start..run.end]);
-        memory.dirty.mark(&(run.start..run.end));
-        cursor = run.end;
+        let at = front + run.start..front + run.end;
+        memory.zero_gap(cursor, at.start);
+        run.write(highs, &mut memory.bytes[at.clone()]);
+        memory.dirty.mark(&at);
+        cursor = at.end;
     }
-    memory.zero_gap(cursor, len);
+    memory.zero_gap(cursor, memory.bytes.len());
 }
 
 impl Memory {
-    /// Zeroes the bytes `from..to` (between two runs being written in order) that may not be
-    /// zero: those in marked lines. Whole lines zeroed are unmarked.
+    /// Zeroes the bytes `from..to` of the buffer (between two runs being written in order)
+    /// that may not be zero: those in marked lines. Whole lines zeroed are unmarked.
     fn zero_gap(&mut self, mut from: usize, to: usize) {
         if from >= to {
             return;
@@ -1421,6 +1505,20 @@ mod tests {
 
     use proptest::prelude::*;
 
+    /// Every byte of `memory`'s buffer outside its mapping is zero, and inside it every
+    /// non-zero byte lies in a line marked dirty; the mapping starts at a line.
+    fn check_buffer(memory: &Memory) -> Result<(), TestCaseError> {
+        prop_assert!(memory.front.is_multiple_of(LINE));
+        let mapping = memory.front..memory.front + memory.len;
+        for (i, &b) in memory.bytes.iter().enumerate() {
+            prop_assert!(
+                b == 0 || (mapping.contains(&i) && memory.dirty.is_marked(i / LINE)),
+                "byte {i} of the buffer is {b}, mapping {mapping:?}"
+            );
+        }
+        Ok(())
+    }
+
     /// Changes that keep a memory's base, as the heaps a timeline records do.
     fn change_in_place() -> impl Strategy<Value = Change> {
         change().prop_filter("keeps the base", |c| !matches!(c, Change::GrowDown(_)))
@@ -1476,6 +1574,7 @@ mod tests {
             first in proptest::collection::vec(change(), 0..30),
             second in proptest::collection::vec(change(), 0..30),
             undo_some in any::<bool>(),
+            lower_by in prop_oneof![Just(64u64), Just(4096u64), Just(8u64)],
         ) {
             let mut wanted = Memory::new(0x10_000, 2048);
             for c in &first {
@@ -1494,18 +1593,27 @@ mod tests {
             if undo_some && let Some(mark) = mark {
                 prop_assert!(reused.undo_to(mark));
             }
-            for memory in [&wanted, &reused] {
-                for (i, &b) in memory.as_bytes().iter().enumerate() {
-                    prop_assert!(b == 0 || memory.dirty.is_marked(i / LINE), "byte {i} not marked");
-                }
-            }
+            check_buffer(&wanted)?;
+            check_buffer(&reused)?;
             let packed = wanted.pack();
             packed.unpack_into(&mut reused);
             prop_assert_eq!(&reused, &wanted);
+            check_buffer(&reused)?;
             prop_assert_eq!(&packed.unpack(), &wanted);
+            // A heap that grew downwards since, and back: restores to other bases, in the same
+            // buffer when it has room.
+            let mut lower = wanted.clone();
+            lower.grow_down_to(wanted.base() - lower_by);
+            let _ = lower.fill(lower.base(), 100, 0xAB);
+            for target in [&lower, &wanted, &lower] {
+                target.pack().unpack_into(&mut reused);
+                prop_assert_eq!(&reused, target);
+                check_buffer(&reused)?;
+            }
             // Restored twice over: what the first restore wrote is cleared by the second.
             Memory::new(0x10_000, 100).pack().unpack_into(&mut reused);
             prop_assert_eq!(&reused, &Memory::new(0x10_000, 100));
+            check_buffer(&reused)?;
         }
     }
 }

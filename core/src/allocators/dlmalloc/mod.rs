@@ -1336,9 +1336,9 @@ impl Dlmalloc {
         let usage = |kind, msg: String| AllocError::new(kind, format!("{what}({mem:#x}): {msg}"));
         let p = mem.wrapping_sub(16);
         let live = self.ledger.get(mem).is_some();
-        let was_freed = self.freed.contains_key(mem);
+        // Only a refused free asks: a lookup saved on every other.
         let not_live_kind = |h: Option<u64>| match h {
-            _ if was_freed => ErrorKind::DoubleFree,
+            _ if self.freed.contains_key(mem) => ErrorKind::DoubleFree,
             Some(h) if h & INUSE == PINUSE && mem.is_multiple_of(MALLOC_ALIGNMENT) => {
                 ErrorKind::DoubleFree
             }
