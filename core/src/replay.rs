@@ -130,6 +130,12 @@ impl Replayer {
         }
     }
 
+    /// Applies `op` for its effect on the state alone, with no log and no [`Step`] to build:
+    /// what a seek replays on its way to the step it shows.
+    pub fn advance(&mut self, op: &Op) {
+        let _ = self.dispatch(op, &mut Trail::off(), &mut Vec::new());
+    }
+
     fn dispatch(
         &mut self,
         op: &Op,

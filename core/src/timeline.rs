@@ -1053,7 +1053,6 @@ impl Timeline {
         let replay_from = self.position;
         let started = Instant::now();
         let mut laying = Duration::ZERO;
-        let mut off = Trail::off();
         while self.position < before {
             let i = self.position;
             if i >= lay_from && i.is_multiple_of(spacing) {
@@ -1061,7 +1060,7 @@ impl Timeline {
                 laying += self.waypoint_cost;
             }
             let op = ops.get(i)?;
-            self.state.apply(op, &mut off);
+            self.state.advance(op);
             forget_if_last(&self.last_mention, i, op, &mut self.state);
             self.position += 1;
         }
