@@ -25,17 +25,19 @@ pub struct OutOfBounds {
 /// (like the region below Linux's `mmap_base`, which fills top-down).
 pub struct Memory {
     base: Addr,
-    /// The buffer the mapping lies in, at `front..front + len`. Every byte outside the mapping
-    /// is zero, so that the mapping grows either way by moving its bounds (until the buffer is
-    /// full), and a restore lands on any base the buffer covers without moving a byte: a heap
-    /// growing downwards (dlmalloc's mmaps) has a different base at each stage.
+    /// The buffer the mapping lies in, at `front..front + len`, so that the mapping grows
+    /// either way by moving its bounds (until the buffer is full), and a restore lands on any
+    /// base the buffer covers without moving a byte: a heap growing downwards (dlmalloc's
+    /// mmaps) has a different base at each stage. Bytes outside the mapping may be left over
+    /// from a longer one (a restore does not clear them); they lie in dirty lines, and are
+    /// cleared when the mapping grows over them.
     bytes: Vec<u8>,
     /// Where the mapping starts in `bytes`: a multiple of [`LINE`], so that a line of the
     /// buffer is a line of the mapping.
     front: usize,
     len: usize,
     /// Lines of the buffer that may hold non-zero bytes, so that clearing and packing touch
-    /// only those.
+    /// only those. Every byte outside them is zero.
     dirty: DirtyLines,
     /// Undo log of writes, kept while a timeline may step back over them.
     journal: Option<Box<Journal>>,
@@ -445,6 +447,8 @@ impl Memory {
         if self.front + new_len > self.bytes.len() {
             let total = self.front + new_len.max(2 * self.len);
             self.rebuffer(self.front, total);
+        } else {
+            self.zero_gap(self.front + self.len, self.front + new_len);
         }
         self.len = new_len;
     }
@@ -467,6 +471,7 @@ impl Memory {
             let room = len.max(LINE).next_multiple_of(LINE);
             self.rebuffer(room + extra, room + extra + self.len);
         }
+        self.zero_gap(self.front - extra, self.front);
         self.front -= extra;
         self.len = len;
         self.base = new_base;
@@ -1243,18 +1248,19 @@ fn write_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len
     }
 }
 
-/// Makes `memory`'s bytes the runs' words, and zero between them and all around the mapping in
-/// its buffer, in one pass: the lines that may hold old bytes are zeroed around the words
-/// written into them, not filled first and written again (a heap's headers dirty most of its
-/// lines, and a restore that touches each line once takes half the cache misses of one that
-/// clears them all first).
+/// Makes `memory`'s mapping the runs' words, and zero between them, in one pass: the lines that
+/// may hold old bytes are zeroed around the words written into them, not filled first and
+/// written again (a heap's headers dirty most of its lines, and a restore that touches each
+/// line once takes half the cache misses of one that clears them all first). Old bytes
+/// outside the mapping stay until it grows over them: a heap restored to an earlier, shorter
+/// state mostly never does.
 fn overwrite_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed_len: u64) {
     let front = memory.front;
     let run_len = usize::try_from(packed_len)
         .unwrap_or(usize::MAX)
         .min(memory.len);
     memory.dirty.cover((front + memory.len).div_ceil(LINE));
-    let mut cursor = 0;
+    let mut cursor = front;
     for run in Runs::new(runs, run_len) {
         let at = front + run.start..front + run.end;
         memory.zero_gap(cursor, at.start);
@@ -1262,7 +1268,7 @@ fn overwrite_runs(runs: &[u8], highs: &[u32; HIGHS], memory: &mut Memory, packed
         memory.dirty.mark(&at);
         cursor = at.end;
     }
-    memory.zero_gap(cursor, memory.bytes.len());
+    memory.zero_gap(cursor, front + memory.len);
 }
 
 impl Memory {
@@ -1505,15 +1511,15 @@ mod tests {
 
     use proptest::prelude::*;
 
-    /// Every byte of `memory`'s buffer outside its mapping is zero, and inside it every
-    /// non-zero byte lies in a line marked dirty; the mapping starts at a line.
+    /// Every non-zero byte of `memory`'s buffer, in the mapping or outside it, lies in a line
+    /// marked dirty; the mapping starts at a line.
     fn check_buffer(memory: &Memory) -> Result<(), TestCaseError> {
         prop_assert!(memory.front.is_multiple_of(LINE));
-        let mapping = memory.front..memory.front + memory.len;
         for (i, &b) in memory.bytes.iter().enumerate() {
             prop_assert!(
-                b == 0 || (mapping.contains(&i) && memory.dirty.is_marked(i / LINE)),
-                "byte {i} of the buffer is {b}, mapping {mapping:?}"
+                b == 0 || memory.dirty.is_marked(i / LINE),
+                "byte {i} of the buffer is {b}, mapping at {}",
+                memory.front
             );
         }
         Ok(())
@@ -1610,10 +1616,22 @@ mod tests {
                 prop_assert_eq!(&reused, target);
                 check_buffer(&reused)?;
             }
-            // Restored twice over: what the first restore wrote is cleared by the second.
+            // Growing down over what the lower heap left below a restored one: zeroes.
+            wanted.pack().unpack_into(&mut reused);
+            reused.grow_down_to(lower.base());
+            let mut grown = wanted.clone();
+            grown.grow_down_to(lower.base());
+            prop_assert_eq!(&reused, &grown);
+            check_buffer(&reused)?;
+            // Restored twice over: what the first restore wrote is cleared by the second, and
+            // what lies past the shorter mapping reads as zero when it grows back over it.
             Memory::new(0x10_000, 100).pack().unpack_into(&mut reused);
             prop_assert_eq!(&reused, &Memory::new(0x10_000, 100));
             check_buffer(&reused)?;
+            reused.grow_to(2048);
+            let mut grown = Memory::new(0x10_000, 100);
+            grown.grow_to(2048);
+            prop_assert_eq!(&reused, &grown);
         }
     }
 }

@@ -248,32 +248,54 @@ fn restore_into(checkpoints: &[Checkpoint], k: usize, state: &mut Replayer) {
         PackedHeap::Full(packed) => packed.memory_len(),
         PackedHeap::Delta(delta) => delta.memory_len(),
     };
-    for checkpoint in &checkpoints[last_full(checkpoints, k)..=k] {
-        match &checkpoint.bulk.memory {
-            PackedHeap::Full(packed) => packed.unpack_sized_into(&mut bulk.memory.0, len),
-            PackedHeap::Delta(delta) => delta.apply(&mut bulk.memory.0),
-        }
-    }
-    match &target.bulk.tables {
-        PackedTables::Full(full) => full.unpack_into(&mut bulk),
+    // A delta of the tables applies to the last whole tables before it.
+    let whole = checkpoints
+        .get(..=k)
+        .unwrap_or(checkpoints)
+        .iter()
+        .rev()
+        .find_map(|c| match &c.bulk.tables {
+            PackedTables::Full(full) => Some(full),
+            PackedTables::Delta(_) => None,
+        });
+    let tables = &mut bulk.tables;
+    let mut restore_tables = move || match &target.bulk.tables {
+        PackedTables::Full(full) => full.unpack_into(tables),
         PackedTables::Delta(delta) => {
-            let full = checkpoints
-                .get(..=k)
-                .unwrap_or(checkpoints)
-                .iter()
-                .rev()
-                .find_map(|c| match &c.bulk.tables {
-                    PackedTables::Full(full) => Some(full),
-                    PackedTables::Delta(_) => None,
-                });
-            if let Some(full) = full {
-                full.unpack_with_into(delta, &mut bulk);
+            if let Some(whole) = whole {
+                whole.unpack_with_into(delta, tables);
             }
         }
+    };
+    let memory = &mut bulk.memory.0;
+    let mut restore_heap = || {
+        for checkpoint in &checkpoints[last_full(checkpoints, k)..=k] {
+            match &checkpoint.bulk.memory {
+                PackedHeap::Full(packed) => packed.unpack_sized_into(memory, len),
+                PackedHeap::Delta(delta) => delta.apply(memory),
+            }
+        }
+    };
+    // The heap and the tables are independent, and restoring either is a pass of scattered
+    // writes that mostly waits on memory: big ones go side by side, on two cores.
+    let tables_bytes = whole.map_or(0, |w| w.packed_bytes(PackedTable::packed_bytes))
+        + target.bulk.tables.packed_bytes();
+    if tables_bytes >= PARALLEL_TABLES_BYTES {
+        std::thread::scope(|scope| {
+            scope.spawn(restore_tables);
+            restore_heap();
+        });
+    } else {
+        restore_tables();
+        restore_heap();
     }
     *state = target.replay.clone();
     bulk.put(state);
 }
+
+/// Packed tables from which a restore unpacks them on a thread of their own, beside the heap:
+/// below it, starting a thread would cost more than it saves.
+const PARALLEL_TABLES_BYTES: usize = 64 << 10;
 
 /// The last checkpoint at or before `k` that holds its heap whole (the first always does).
 fn last_full(checkpoints: &[Checkpoint], k: usize) -> usize {
@@ -514,16 +536,15 @@ impl WholeTables {
         }
     }
 
-    /// Makes `bulk`'s tables these, reusing them.
-    fn unpack_into(&self, bulk: &mut Bulk) {
-        let tables = &mut bulk.tables;
+    /// Makes `tables` these, reusing them.
+    fn unpack_into(&self, tables: &mut LiveTables) {
         unpack_table(&self.ledger, &mut tables.ledger, PackedTable::unpack_into);
         unpack_table(&self.freed, &mut tables.freed, PackedTable::unpack_into);
         self.ids.unpack_into(&mut tables.ids);
     }
 
-    /// Makes `bulk`'s tables these with `delta` applied, reusing them.
-    fn unpack_with_into(&self, delta: &TableDeltas, bulk: &mut Bulk) {
+    /// Makes `tables` these with `delta` applied, reusing them.
+    fn unpack_with_into(&self, delta: &TableDeltas, tables: &mut LiveTables) {
         fn with<V: Pair>(
             full: &Option<PackedTable>,
             delta: &Option<TableDelta>,
@@ -534,7 +555,6 @@ impl WholeTables {
                 None => full.unpack_into(table),
             });
         }
-        let tables = &mut bulk.tables;
         with(&self.ledger, &delta.ledger, &mut tables.ledger);
         with(&self.freed, &delta.freed, &mut tables.freed);
         self.ids.unpack_with_into(&delta.ids, &mut tables.ids);
