@@ -295,7 +295,12 @@ fn restore_into(checkpoints: &[Checkpoint], k: usize, state: &mut Replayer) {
 
 /// Packed tables from which a restore unpacks them on a thread of their own, beside the heap:
 /// below it, starting a thread would cost more than it saves.
+#[cfg(not(test))]
 const PARALLEL_TABLES_BYTES: usize = 64 << 10;
+/// Unit tests restore small tables side by side too, so that they cover that path; the
+/// end-to-end tests (which build the library without `cfg(test)`) cover the other.
+#[cfg(test)]
+const PARALLEL_TABLES_BYTES: usize = 0;
 
 /// The last checkpoint at or before `k` that holds its heap whole (the first always does).
 fn last_full(checkpoints: &[Checkpoint], k: usize) -> usize {
