@@ -163,6 +163,30 @@ impl<V: Copy> LayeredMap<V> {
         old
     }
 
+    /// Sets the value under `key`, without looking up the one it replaces (which a lookup in
+    /// the base would cost).
+    pub fn set(&mut self, key: u64, value: V) {
+        if let Some(journal) = &mut self.journal {
+            journal.recent.push(key);
+        }
+        self.changes.insert(key, Some(value));
+        self.dissolve_if_outgrown();
+    }
+
+    /// Removes the value under `key`, if any, without looking it up: over a base, `key` is
+    /// marked gone whether the base holds it or not.
+    pub fn discard(&mut self, key: u64) {
+        if let Some(journal) = &mut self.journal {
+            journal.recent.push(key);
+        }
+        if self.base.is_empty() {
+            self.changes.remove(&key);
+        } else {
+            self.changes.insert(key, None);
+            self.dissolve_if_outgrown();
+        }
+    }
+
     /// Removes the value under `key` and returns it.
     pub fn remove(&mut self, key: u64) -> Option<V> {
         if let Some(journal) = &mut self.journal {
@@ -369,6 +393,8 @@ mod tests {
     enum Action {
         Insert(u64, u32),
         Remove(u64),
+        Set(u64, u32),
+        Discard(u64),
         /// Writes the map's entries as a new base (what a checkpoint restore does).
         Rebase,
         /// Continues with a copy, dropping the original (a waypoint restored).
@@ -389,6 +415,8 @@ mod tests {
         prop_oneof![
             6 => (key(), any::<u32>()).prop_map(|(k, v)| Action::Insert(k, v)),
             4 => key().prop_map(Action::Remove),
+            3 => (key(), any::<u32>()).prop_map(|(k, v)| Action::Set(k, v)),
+            2 => key().prop_map(Action::Discard),
             1 => Just(Action::Rebase),
             1 => Just(Action::Clone),
         ]
@@ -404,6 +432,14 @@ mod tests {
                 match action {
                     Action::Insert(k, v) => prop_assert_eq!(map.insert(k, v), model.insert(k, v)),
                     Action::Remove(k) => prop_assert_eq!(map.remove(k), model.remove(&k)),
+                    Action::Set(k, v) => {
+                        map.set(k, v);
+                        model.insert(k, v);
+                    }
+                    Action::Discard(k) => {
+                        map.discard(k);
+                        model.remove(&k);
+                    }
                     Action::Rebase => {
                         let entries = map.sorted();
                         map.set_base(entries.len(), |base| base.extend(entries));

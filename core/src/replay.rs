@@ -81,7 +81,7 @@ impl Replayer {
     /// names it again, so it need not carry the entry through every checkpoint.
     pub(crate) fn forget_freed(&mut self, id: Id) {
         if self.dangling(id).is_some() {
-            self.ids.remove(id);
+            self.ids.discard(id);
         }
     }
 
@@ -190,7 +190,7 @@ impl Replayer {
                             block: old,
                             held: false,
                         };
-                        self.ids.insert(*id, freed);
+                        self.ids.set(*id, freed);
                         StepResult::Done
                     }
                     Err(e) => StepResult::Failed(e),
@@ -309,7 +309,7 @@ impl Replayer {
     /// Records that the program holds `block` under `id` (any freed block it named is
     /// forgotten: the id names the new one now).
     fn hold(&mut self, id: Id, block: Held) {
-        self.ids.insert(id, IdEntry { block, held: true });
+        self.ids.set(id, IdEntry { block, held: true });
     }
 }
 
