@@ -300,7 +300,7 @@ const PARALLEL_TABLES_BYTES: usize = 64 << 10;
 /// Unit tests restore small tables side by side too, so that they cover that path; the
 /// end-to-end tests (which build the library without `cfg(test)`) cover the other.
 #[cfg(test)]
-const PARALLEL_TABLES_BYTES: usize = 0;
+const PARALLEL_TABLES_BYTES: usize = 1;
 
 /// The last checkpoint at or before `k` that holds its heap whole (the first always does).
 fn last_full(checkpoints: &[Checkpoint], k: usize) -> usize {
