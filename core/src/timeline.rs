@@ -35,6 +35,7 @@
 //! lands), and they keep being laid as the timeline plays forward, spaced so that replaying between
 //! two costs about what copying one does (measured), within a byte budget. The benchmark (`cargo
 //! bench -p heapscope-tests --bench timeline`) measures what this costs and how fast seeks are.
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashSet;
@@ -281,16 +282,30 @@ fn restore_into(checkpoints: &[Checkpoint], k: usize, state: &mut Replayer) {
     let tables_bytes = whole.map_or(0, |w| w.packed_bytes(PackedTable::packed_bytes))
         + target.bulk.tables.packed_bytes();
     if tables_bytes >= PARALLEL_TABLES_BYTES {
-        std::thread::scope(|scope| {
-            scope.spawn(restore_tables);
-            restore_heap();
-        });
+        side_by_side(restore_tables, restore_heap);
     } else {
         restore_tables();
         restore_heap();
     }
     *state = target.replay.clone();
     bulk.put(state);
+}
+
+/// Runs `other` on a thread of its own while `here` runs on this one; both here, one after the
+/// other, when the system will not start a thread.
+fn side_by_side(other: impl FnOnce() + Send, here: impl FnOnce()) {
+    let other = Mutex::new(Some(other));
+    // Whichever thread gets to it first runs it: the new one, or this one if there is none.
+    let run_other = || {
+        if let Some(job) = other.lock().ok().and_then(|mut slot| slot.take()) {
+            job();
+        }
+    };
+    std::thread::scope(|scope| {
+        let _started = std::thread::Builder::new().spawn_scoped(scope, run_other);
+        here();
+    });
+    run_other();
 }
 
 /// Packed tables from which a restore unpacks them on a thread of their own, beside the heap:
@@ -1191,6 +1206,13 @@ mod tests {
     /// `n` allocations of `size` bytes, ids 0..n.
     fn allocs(n: u64, size: u64) -> Vec<Op> {
         (0..n).map(|id| Op::Alloc { id, size, align: 0 }).collect()
+    }
+
+    #[test]
+    fn side_by_side_runs_both_jobs_once() {
+        let (mut left, mut right) = (0, 0);
+        side_by_side(|| left += 1, || right += 1);
+        assert_eq!((left, right), (1, 1));
     }
 
     #[test]
