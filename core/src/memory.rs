@@ -184,26 +184,18 @@ impl DirtyLines {
         }
     }
 
-    /// These lines, for bytes moved `by` bytes up (down when negative): a move by part of a
-    /// line marks both lines each one straddles.
-    fn moved(&self, by: isize) -> DirtyLines {
+    /// These lines among `lines`, for bytes moved `by` bytes up (down when negative): a move
+    /// by part of a line marks both lines each one straddles.
+    fn moved(&self, lines: std::ops::Range<usize>, by: isize) -> DirtyLines {
         let mut moved = DirtyLines::default();
-        for line in self.marked(usize::MAX) {
+        let mut next = lines.start;
+        while let Some(line) = self.next_marked(next, lines.end) {
+            next = line + 1;
             if let Some(start) = (line * LINE).checked_add_signed(by) {
                 moved.mark_range(&(start..start + LINE));
             }
         }
         moved
-    }
-
-    /// The lines that may be dirty, below `lines`, in order.
-    fn marked(&self, lines: usize) -> impl Iterator<Item = usize> + '_ {
-        let mut next = 0;
-        std::iter::from_fn(move || {
-            let line = self.next_marked(next, lines)?;
-            next = line + 1;
-            Some(line)
-        })
     }
 
     fn clear(&mut self) {
@@ -296,16 +288,18 @@ impl Memory {
             bytes[at..at + (to - from)].copy_from_slice(&self.bytes[from..to]);
             line = clean;
         }
+        // Only the mapping's lines move: what lay outside it is not copied.
         let by = slack as isize - self.front as isize;
-        (bytes, self.dirty.moved(by))
+        (bytes, self.dirty.moved(self.front / LINE..lines, by))
     }
 
     /// Moves the mapping into a new buffer of `total` bytes, `slack` of them before it.
     fn rebuffer(&mut self, slack: usize, total: usize) {
         let (bytes, dirty) = self.rebuffered(slack, total);
         let by = slack as isize - self.front as isize;
+        let lines = self.front / LINE..(self.front + self.len).div_ceil(LINE);
         if let Some(touched) = self.touched.as_mut() {
-            **touched = touched.moved(by);
+            **touched = touched.moved(lines, by);
         }
         self.bytes = bytes;
         self.dirty = dirty;
@@ -440,9 +434,9 @@ impl Memory {
         }
     }
 
-    /// Moves the mapping's end to `new_len` bytes past its start, into a bigger buffer when
-    /// this one ends before (at least twice the length, so that a heap growing a page at a
-    /// time moves only now and then).
+    /// Moves the mapping's end to `new_len` bytes past its start, clearing what a longer
+    /// mapping left there, or into a bigger buffer when this one ends before (at least twice
+    /// the length, so that a heap growing a page at a time moves only now and then).
     fn extend_to(&mut self, new_len: usize) {
         if self.front + new_len > self.bytes.len() {
             let total = self.front + new_len.max(2 * self.len);

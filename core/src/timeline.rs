@@ -250,15 +250,18 @@ fn restore_into(checkpoints: &[Checkpoint], k: usize, state: &mut Replayer) {
         PackedHeap::Delta(delta) => delta.memory_len(),
     };
     // A delta of the tables applies to the last whole tables before it.
-    let whole = checkpoints
-        .get(..=k)
-        .unwrap_or(checkpoints)
-        .iter()
-        .rev()
-        .find_map(|c| match &c.bulk.tables {
-            PackedTables::Full(full) => Some(full),
-            PackedTables::Delta(_) => None,
-        });
+    let whole = match &target.bulk.tables {
+        PackedTables::Full(_) => None,
+        PackedTables::Delta(_) => checkpoints
+            .get(..=k)
+            .unwrap_or(checkpoints)
+            .iter()
+            .rev()
+            .find_map(|c| match &c.bulk.tables {
+                PackedTables::Full(full) => Some(full),
+                PackedTables::Delta(_) => None,
+            }),
+    };
     let tables = &mut bulk.tables;
     let mut restore_tables = move || match &target.bulk.tables {
         PackedTables::Full(full) => full.unpack_into(tables),
